@@ -1,0 +1,18 @@
+//! The media core: one buffer per stream that keeps the current GOP, and
+//! outputs that each own a small GStreamer pipeline fed from that buffer.
+//!
+//! A frame travels: capture (appsink) → [`stream::Stream::publish`] →
+//! per-output bounded channel → [`output`] task → its own `appsrc` → mux →
+//! protocol sink. Every hop moves a reference-counted `gst::Buffer`; frame
+//! data is never copied.
+
+pub mod backoff;
+pub mod error;
+pub mod frame;
+pub mod output;
+pub mod srt;
+pub mod stream;
+
+pub use error::Error;
+pub use frame::{EncodedFrame, Track};
+pub use stream::{Stream, StreamStats, Subscription};

@@ -1,0 +1,532 @@
+//! Outputs: each one a task that owns a small GStreamer pipeline of its own.
+//!
+//! The task subscribes to its stream, feeds the frames into its `appsrc`s and
+//! decides, from what the protocol reports back, whether the destination is
+//! live. When the pipeline fails it is torn down and rebuilt after a bounded,
+//! jittered backoff; the encoder and the other outputs never notice. The
+//! decisions (what state an output is in, when it counts as stalled) are made
+//! by [`liveness::Liveness`], which is pure and tested without sockets.
+//!
+//! The caller holds an [`OutputHandle`]: a bounded command channel in and a
+//! `watch` of the latest status out. Stopping cancels the task and waits for
+//! its pipeline to reach NULL.
+
+pub mod liveness;
+mod pipeline;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::{FutureExt, StreamExt};
+use gst::prelude::*;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::backoff::Backoff;
+use crate::frame::{EncodedFrame, Track};
+use crate::srt::{SrtStats, SrtTarget};
+use crate::stream::Stream;
+use liveness::{Liveness, LivenessConfig, Verdict};
+pub use pipeline::Built;
+
+/// Where an output sends its stream.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "protocol", rename_all = "lowercase")]
+pub enum Target {
+    Srt(SrtTarget),
+}
+
+impl Target {
+    /// The target as it may be shown in state, events and logs.
+    pub fn redacted(&self) -> String {
+        match self {
+            Target::Srt(t) => t.redacted(),
+        }
+    }
+}
+
+/// Everything an output task needs; validated before it gets here.
+#[derive(Clone)]
+pub struct OutputSpec {
+    pub id: String,
+    pub stream: Arc<Stream>,
+    pub target: Target,
+    pub backoff: Backoff,
+    pub liveness: LivenessConfig,
+    /// Frames the output may fall behind before it drops to the next keyframe.
+    pub queue_frames: usize,
+    /// Bytes queued inside the output's own pipeline (a sink blocked on the
+    /// network) before it drops to the next keyframe.
+    pub max_pipeline_bytes: u64,
+}
+
+impl OutputSpec {
+    pub fn new(id: impl Into<String>, stream: Arc<Stream>, target: Target) -> Self {
+        Self {
+            id: id.into(),
+            stream,
+            target,
+            backoff: Backoff::default(),
+            liveness: LivenessConfig::default(),
+            queue_frames: 512,
+            max_pipeline_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum OutputState {
+    /// Building the pipeline or waiting for the peer's first acknowledgement.
+    Connecting,
+    /// A listener with no caller connected: healthy, nobody watching.
+    Waiting,
+    /// The peer acknowledges what we send.
+    Live,
+    /// Failed; the next attempt is at `retry_at` (unix seconds).
+    Backoff {
+        retry_at: f64,
+        reason: String,
+    },
+    Stopped,
+}
+
+/// The latest status of one output, as state and telemetry report it.
+#[derive(Clone, Debug, Serialize)]
+pub struct OutputStatus {
+    #[serde(flatten)]
+    pub state: OutputState,
+    /// Unix seconds of the last state change.
+    pub since: f64,
+    pub attempts: u32,
+    pub reconnects: u32,
+    pub last_error: Option<String>,
+    pub frames_sent: u64,
+    pub bytes_sent: u64,
+    pub frames_dropped: u64,
+    pub srt: Option<SrtStats>,
+}
+
+impl Default for OutputStatus {
+    fn default() -> Self {
+        Self {
+            state: OutputState::Connecting,
+            since: unix_now(),
+            attempts: 0,
+            reconnects: 0,
+            last_error: None,
+            frames_sent: 0,
+            bytes_sent: 0,
+            frames_dropped: 0,
+            srt: None,
+        }
+    }
+}
+
+/// Something worth telling an operator, in the order it happened.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum OutputEvent {
+    OutputLive {
+        id: String,
+    },
+    OutputDisconnected {
+        id: String,
+        reason: String,
+        retry_in_s: f64,
+    },
+    OutputStopped {
+        id: String,
+    },
+}
+
+enum Command {
+    Stop(oneshot::Sender<()>),
+}
+
+/// The caller's side of a running output.
+pub struct OutputHandle {
+    id: String,
+    cmd: mpsc::Sender<Command>,
+    status: watch::Receiver<OutputStatus>,
+    task: JoinHandle<()>,
+}
+
+impl OutputHandle {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn status(&self) -> OutputStatus {
+        self.status.borrow().clone()
+    }
+
+    /// A receiver that sees every status change.
+    pub fn watch(&self) -> watch::Receiver<OutputStatus> {
+        self.status.clone()
+    }
+
+    /// Stops the output and waits until its pipeline is down.
+    pub async fn stop(self) {
+        let (tx, rx) = oneshot::channel();
+        if self.cmd.send(Command::Stop(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// Starts an output task. `events` receives what operators should hear about.
+pub fn spawn(spec: OutputSpec, events: mpsc::UnboundedSender<OutputEvent>) -> OutputHandle {
+    let (cmd_tx, cmd_rx) = mpsc::channel(8);
+    let (status_tx, status_rx) = watch::channel(OutputStatus::default());
+    let id = spec.id.clone();
+    let task = tokio::spawn(run(spec, cmd_rx, status_tx, events));
+    OutputHandle {
+        id,
+        cmd: cmd_tx,
+        status: status_rx,
+        task,
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// How one connection attempt ended.
+enum SessionEnd {
+    Stopped(oneshot::Sender<()>),
+    Failed { reason: String, was_live: bool },
+}
+
+struct Task {
+    spec: OutputSpec,
+    cmd: mpsc::Receiver<Command>,
+    status: watch::Sender<OutputStatus>,
+    events: mpsc::UnboundedSender<OutputEvent>,
+}
+
+impl Task {
+    fn set_state(&self, state: OutputState) {
+        self.status.send_if_modified(|s| {
+            if s.state == state {
+                return false;
+            }
+            s.state = state;
+            s.since = unix_now();
+            true
+        });
+    }
+
+    fn event(&self, e: OutputEvent) {
+        let _ = self.events.send(e);
+    }
+}
+
+async fn run(
+    spec: OutputSpec,
+    cmd: mpsc::Receiver<Command>,
+    status: watch::Sender<OutputStatus>,
+    events: mpsc::UnboundedSender<OutputEvent>,
+) {
+    let mut task = Task {
+        spec,
+        cmd,
+        status,
+        events,
+    };
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        task.status.send_modify(|s| s.attempts += 1);
+        task.set_state(OutputState::Connecting);
+        let end = session(&mut task).await;
+        match end {
+            SessionEnd::Stopped(done) => {
+                task.set_state(OutputState::Stopped);
+                task.event(OutputEvent::OutputStopped {
+                    id: task.spec.id.clone(),
+                });
+                let _ = done.send(());
+                return;
+            }
+            SessionEnd::Failed { reason, was_live } => {
+                if was_live {
+                    // A link that carried video is a new incident, not the
+                    // next step of an old one: start the backoff afresh.
+                    attempt = 1;
+                }
+                let delay = task.spec.backoff.delay_random(attempt);
+                warn!(output = %task.spec.id, %reason, retry_in = ?delay, "output failed");
+                task.status.send_modify(|s| {
+                    s.last_error = Some(reason.clone());
+                    s.reconnects += 1;
+                });
+                task.set_state(OutputState::Backoff {
+                    retry_at: unix_now() + delay.as_secs_f64(),
+                    reason: reason.clone(),
+                });
+                task.event(OutputEvent::OutputDisconnected {
+                    id: task.spec.id.clone(),
+                    reason,
+                    retry_in_s: delay.as_secs_f64(),
+                });
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    Some(Command::Stop(done)) = task.cmd.recv() => {
+                        task.set_state(OutputState::Stopped);
+                        task.event(OutputEvent::OutputStopped { id: task.spec.id.clone() });
+                        let _ = done.send(());
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Moves a pipeline to a state off the async runtime: `srtsink` in caller
+/// mode connects inside its READY→PAUSED transition, which can take the
+/// whole connect timeout.
+async fn change_state(pipeline: &gst::Pipeline, state: gst::State) -> Result<(), String> {
+    let p = pipeline.clone();
+    tokio::task::spawn_blocking(move || p.set_state(state).map(|_| ()))
+        .await
+        .map_err(|e| format!("state change task: {e}"))?
+        .map_err(|_| format!("pipeline refused to go to {state:?}"))
+}
+
+/// The first error already posted on the bus, if any, as a one-line reason.
+fn bus_error(bus: &mut gst::bus::BusStream) -> Option<String> {
+    while let Some(Some(msg)) = bus.next().now_or_never() {
+        if let gst::MessageView::Error(e) = msg.view() {
+            return Some(describe_error(e));
+        }
+    }
+    None
+}
+
+fn describe_error(e: &gst::message::Error) -> String {
+    let mut s = e.error().to_string();
+    if let Some(d) = e.debug() {
+        // GStreamer's debug text carries the source location first; the
+        // useful part (libsrt's reason) is its last line.
+        if let Some(last) = d.lines().last() {
+            let last = last.trim();
+            if !last.is_empty() && !s.contains(last) {
+                s.push_str(": ");
+                s.push_str(last);
+            }
+        }
+    }
+    s
+}
+
+/// One connection attempt, from building the pipeline to its end.
+async fn session(task: &mut Task) -> SessionEnd {
+    let id = task.spec.id.clone();
+    let Target::Srt(target) = &task.spec.target;
+    let built = match pipeline::build_srt(&id, target, task.spec.stream.tracks()) {
+        Ok(b) => b,
+        Err(e) => {
+            return SessionEnd::Failed {
+                reason: e.to_string(),
+                was_live: false,
+            };
+        }
+    };
+    let mut sub = task.spec.stream.subscribe(task.spec.queue_frames);
+    let mut bus = built.pipeline.bus().expect("a pipeline has a bus").stream();
+
+    // Frames that arrive while the sink connects wait in the subscription.
+    let end = 'session: {
+        let mut feeder = Feeder::new(&built, task.spec.max_pipeline_bytes);
+
+        // The capture's epoch (and so the base time) is only known from a
+        // frame: take it from the backlog or wait for the first live frame.
+        let first = if let Some(f) = sub.backlog.first() {
+            f.clone()
+        } else {
+            tokio::select! {
+                f = sub.rx.recv() => match f {
+                    Some(f) => f,
+                    None => break 'session SessionEnd::Failed { reason: "stream closed".into(), was_live: false },
+                },
+                Some(Command::Stop(done)) = task.cmd.recv() => break 'session SessionEnd::Stopped(done),
+            }
+        };
+        let epoch = first.epoch;
+        built.pipeline.use_clock(Some(&gst::SystemClock::obtain()));
+        built.pipeline.set_start_time(gst::ClockTime::NONE);
+        built.pipeline.set_base_time(first.base_time);
+
+        let starting = change_state(&built.pipeline, gst::State::Playing);
+        let started = tokio::select! {
+            r = starting => r,
+            Some(Command::Stop(done)) = task.cmd.recv() => break 'session SessionEnd::Stopped(done),
+        };
+        if let Err(e) = started {
+            let reason = bus_error(&mut bus).unwrap_or(e);
+            break 'session SessionEnd::Failed {
+                reason,
+                was_live: false,
+            };
+        }
+        info!(output = %id, target = %task.spec.target.redacted(), "output pipeline playing");
+
+        let backlog = std::mem::take(&mut sub.backlog);
+        let mut pending = if backlog.is_empty() {
+            vec![first]
+        } else {
+            backlog
+        };
+        for f in pending.drain(..) {
+            if f.epoch == epoch
+                && let Err(reason) = feeder.push(f)
+            {
+                let reason = bus_error(&mut bus).unwrap_or(reason);
+                break 'session SessionEnd::Failed {
+                    reason,
+                    was_live: false,
+                };
+            }
+        }
+
+        let mut liveness = Liveness::new(task.spec.liveness.clone(), Instant::now());
+        let mut was_live = false;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let listener = matches!(target.mode, crate::srt::SrtMode::Listener);
+
+        loop {
+            tokio::select! {
+                // Stop first: an operator's stop must not wait behind frames.
+                biased;
+                Some(Command::Stop(done)) = task.cmd.recv() => break 'session SessionEnd::Stopped(done),
+                msg = bus.next() => {
+                    let Some(msg) = msg else { break 'session SessionEnd::Failed { reason: "pipeline bus closed".into(), was_live } };
+                    match msg.view() {
+                        gst::MessageView::Error(e) => {
+                            break 'session SessionEnd::Failed { reason: describe_error(e), was_live };
+                        }
+                        gst::MessageView::Eos(_) => {
+                            break 'session SessionEnd::Failed { reason: "output pipeline ended".into(), was_live };
+                        }
+                        gst::MessageView::Warning(w) => {
+                            debug!(output = %id, warning = %w.error(), "output warning");
+                        }
+                        _ => {}
+                    }
+                }
+                frame = sub.rx.recv() => {
+                    let Some(frame) = frame else {
+                        break 'session SessionEnd::Failed { reason: "stream closed".into(), was_live };
+                    };
+                    if frame.epoch != epoch {
+                        // The capture pipeline was rebuilt on a new timeline;
+                        // rebuild this output on it too.
+                        break 'session SessionEnd::Failed { reason: "input restarted".into(), was_live };
+                    }
+                    if let Err(reason) = feeder.push(frame) {
+                        let reason = bus_error(&mut bus).unwrap_or(reason);
+                        break 'session SessionEnd::Failed { reason, was_live };
+                    }
+                }
+                _ = tick.tick() => {
+                    let stats = built.sink.property::<Option<gst::Structure>>("stats")
+                        .map(|s| SrtStats::from_structure(&s))
+                        .unwrap_or_default();
+                    let verdict = liveness.observe(Instant::now(), stats.acks_received, stats.packets_sent, stats.peers, listener);
+                    let dropped = sub.dropped.load(Ordering::Relaxed) + feeder.dropped;
+                    task.status.send_modify(|s| {
+                        s.srt = Some(stats.clone());
+                        s.frames_sent = feeder.frames;
+                        s.bytes_sent = stats.bytes_sent;
+                        s.frames_dropped = dropped;
+                    });
+                    match verdict {
+                        Verdict::Live => {
+                            if !matches!(task.status.borrow().state, OutputState::Live) {
+                                info!(output = %id, "output live");
+                                task.event(OutputEvent::OutputLive { id: id.clone() });
+                            }
+                            was_live = true;
+                            task.set_state(OutputState::Live);
+                        }
+                        Verdict::Connecting => task.set_state(OutputState::Connecting),
+                        Verdict::Waiting => task.set_state(OutputState::Waiting),
+                        Verdict::Failed(reason) => break 'session SessionEnd::Failed { reason, was_live },
+                    }
+                }
+            }
+        }
+    };
+
+    task.spec.stream.unsubscribe(sub.id);
+    if let Err(e) = change_state(&built.pipeline, gst::State::Null).await {
+        warn!(output = %id, error = %e, "output pipeline did not stop cleanly");
+    }
+    end
+}
+
+/// Pushes frames into the output's `appsrc`s, dropping to the next keyframe
+/// when the pipeline itself backs up.
+struct Feeder {
+    video: Option<gst_app::AppSrc>,
+    audio: Option<gst_app::AppSrc>,
+    max_bytes: u64,
+    resync: bool,
+    frames: u64,
+    dropped: u64,
+}
+
+impl Feeder {
+    fn new(built: &Built, max_bytes: u64) -> Self {
+        Self {
+            video: built.video.clone(),
+            audio: built.audio.clone(),
+            max_bytes,
+            resync: false,
+            frames: 0,
+            dropped: 0,
+        }
+    }
+
+    fn push(&mut self, frame: EncodedFrame) -> Result<(), String> {
+        let src = match frame.track {
+            Track::Video => self.video.as_ref(),
+            Track::Audio => self.audio.as_ref(),
+        };
+        let Some(src) = src else { return Ok(()) };
+        let queued = self.video.as_ref().map_or(0, |s| s.current_level_bytes())
+            + self.audio.as_ref().map_or(0, |s| s.current_level_bytes());
+        if queued > self.max_bytes {
+            self.resync = true;
+        }
+        if self.resync {
+            if frame.starts_gop() && queued <= self.max_bytes / 2 {
+                self.resync = false;
+            } else {
+                self.dropped += 1;
+                return Ok(());
+            }
+        }
+        // A sample carries the caps with the buffer: appsrc renegotiates by
+        // itself when they change (a new resolution), and neither is copied.
+        let sample = gst::Sample::builder()
+            .buffer(&frame.buffer)
+            .caps(&frame.caps)
+            .build();
+        src.push_sample(&sample)
+            .map_err(|e| format!("output pipeline refused data ({e:?})"))?;
+        self.frames += 1;
+        Ok(())
+    }
+}

@@ -1,0 +1,446 @@
+//! SRT targets and statistics: the wire-level facts of an SRT output, with no
+//! I/O. The socket itself is libsrt's, driven by GStreamer's `srtsink`.
+//!
+//! Targets are written as operators know them from ingest servers and from
+//! MistServer: `srt://host:port?mode=caller&streamid=…&passphrase=…&latency=…`.
+//! Options follow libsrt's URI conventions (`mode`, `streamid`, `passphrase`,
+//! `pbkeylen`, `latency` in milliseconds); anything else is refused by name
+//! rather than silently ignored.
+
+use std::fmt;
+
+use serde::Serialize;
+use url::Url;
+
+use crate::error::Error;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SrtMode {
+    Caller,
+    Listener,
+    Rendezvous,
+}
+
+impl SrtMode {
+    /// The nick of GStreamer's `GstSRTConnectionMode` enum.
+    pub fn gst_nick(self) -> &'static str {
+        match self {
+            SrtMode::Caller => "caller",
+            SrtMode::Listener => "listener",
+            SrtMode::Rendezvous => "rendezvous",
+        }
+    }
+}
+
+/// A validated SRT destination. The passphrase never leaves this type except
+/// into `srtsink`; `Display` and `Serialize` show the target redacted.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SrtTarget {
+    pub host: String,
+    pub port: u16,
+    pub mode: SrtMode,
+    pub streamid: Option<String>,
+    passphrase: Option<String>,
+    /// Key length in bytes (16, 24 or 32); with a passphrase and no explicit
+    /// length libsrt uses 16 (AES-128).
+    pub pbkeylen: Option<u8>,
+    /// SRT latency in milliseconds (the TSBPD delay; libsrt's default is 120).
+    pub latency_ms: Option<u32>,
+}
+
+/// libsrt accepts passphrases of 10 to 79 characters (SRTO_PASSPHRASE).
+const PASSPHRASE_LEN: std::ops::RangeInclusive<usize> = 10..=79;
+/// A latency beyond a minute is a typo, not a link.
+const MAX_LATENCY_MS: u32 = 60_000;
+/// libsrt limits SRTO_STREAMID to 512 bytes.
+const MAX_STREAMID: usize = 512;
+
+impl SrtTarget {
+    pub fn passphrase(&self) -> Option<&str> {
+        self.passphrase.as_deref()
+    }
+
+    /// The URI given to `srtsink`: address only, never the secrets (those go
+    /// through write-only properties, so GStreamer logs cannot show them).
+    pub fn sink_uri(&self) -> String {
+        let host = if self.host.is_empty() {
+            // A listener on every address.
+            "0.0.0.0".to_string()
+        } else if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("srt://{host}:{}", self.port)
+    }
+
+    /// The target as it may be shown anywhere: secrets replaced by `***`.
+    /// The stream id is redacted too: ingest services use it as the stream
+    /// key (see the token scheme in `docs/mqtt.md`).
+    pub fn redacted(&self) -> String {
+        let mut s = format!("{}?mode={}", self.sink_uri(), self.mode.gst_nick());
+        if self.streamid.is_some() {
+            s.push_str("&streamid=***");
+        }
+        if self.passphrase.is_some() {
+            s.push_str("&passphrase=***");
+        }
+        if let Some(k) = self.pbkeylen {
+            s.push_str(&format!("&pbkeylen={k}"));
+        }
+        if let Some(l) = self.latency_ms {
+            s.push_str(&format!("&latency={l}"));
+        }
+        s
+    }
+}
+
+impl fmt::Debug for SrtTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl fmt::Display for SrtTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for SrtTarget {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
+}
+
+impl TryFrom<&str> for SrtTarget {
+    type Error = Error;
+
+    fn try_from(text: &str) -> Result<Self, Error> {
+        // Error messages quote the target only up to the query, where the
+        // secrets live.
+        let shown = text.split('?').next().unwrap_or("");
+        // `srt://:9000` (a listener on every address) is how operators and
+        // libsrt's own tools write it; the URL parser wants a host there.
+        let any_host = text.starts_with("srt://:");
+        let parsed = if any_host {
+            Url::parse(&text.replacen("srt://:", "srt://0.0.0.0:", 1))
+        } else {
+            Url::parse(text)
+        };
+        let url =
+            parsed.map_err(|e| Error::Target(format!("'{shown}' is not a valid URL ({e})")))?;
+        if url.scheme() != "srt" {
+            return Err(Error::Target(format!(
+                "'{shown}' has scheme '{}', expected 'srt'",
+                url.scheme()
+            )));
+        }
+        let port = url
+            .port()
+            .ok_or_else(|| Error::Target(format!("'{shown}' has no port")))?;
+        if port == 0 {
+            return Err(Error::Target(format!("'{shown}' has port 0")));
+        }
+        let host = if any_host {
+            String::new()
+        } else {
+            url.host_str()
+                .unwrap_or("")
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string()
+        };
+
+        let mut mode = None;
+        let mut streamid = None;
+        let mut passphrase = None;
+        let mut pbkeylen = None;
+        let mut latency_ms = None;
+        for (key, value) in url.query_pairs() {
+            match key.as_ref() {
+                "mode" => {
+                    mode = Some(match value.as_ref() {
+                        "caller" | "client" => SrtMode::Caller,
+                        "listener" | "server" => SrtMode::Listener,
+                        "rendezvous" => SrtMode::Rendezvous,
+                        other => {
+                            return Err(Error::Target(format!(
+                                "mode '{other}' is not one of caller, listener, rendezvous"
+                            )));
+                        }
+                    })
+                }
+                "streamid" => {
+                    if value.len() > MAX_STREAMID {
+                        return Err(Error::Target(format!(
+                            "streamid is {} bytes, libsrt allows at most {MAX_STREAMID}",
+                            value.len()
+                        )));
+                    }
+                    streamid = Some(value.into_owned());
+                }
+                "passphrase" => {
+                    // The value is a secret: report only its length.
+                    if !PASSPHRASE_LEN.contains(&value.chars().count()) {
+                        return Err(Error::Target(format!(
+                            "passphrase has {} characters, SRT needs 10 to 79",
+                            value.chars().count()
+                        )));
+                    }
+                    passphrase = Some(value.into_owned());
+                }
+                "pbkeylen" => {
+                    pbkeylen = Some(match value.as_ref() {
+                        "16" => 16,
+                        "24" => 24,
+                        "32" => 32,
+                        other => {
+                            return Err(Error::Target(format!(
+                                "pbkeylen '{other}' is not one of 16, 24, 32"
+                            )));
+                        }
+                    })
+                }
+                "latency" => {
+                    let v: u32 = value.parse().map_err(|_| {
+                        Error::Target(format!("latency '{value}' is not a number of milliseconds"))
+                    })?;
+                    if v > MAX_LATENCY_MS {
+                        return Err(Error::Target(format!(
+                            "latency '{v}' ms is above the maximum of {MAX_LATENCY_MS}"
+                        )));
+                    }
+                    latency_ms = Some(v);
+                }
+                other => {
+                    return Err(Error::Target(format!(
+                        "unknown SRT option '{other}' (known: mode, streamid, passphrase, pbkeylen, latency)"
+                    )));
+                }
+            }
+        }
+        let mode = mode.unwrap_or(if host.is_empty() {
+            SrtMode::Listener
+        } else {
+            SrtMode::Caller
+        });
+        if mode != SrtMode::Listener && host.is_empty() {
+            return Err(Error::Target(format!(
+                "'{shown}' has no host; a {} needs the address of its peer",
+                mode.gst_nick()
+            )));
+        }
+        if pbkeylen.is_some() && passphrase.is_none() {
+            return Err(Error::Target(
+                "pbkeylen is set but there is no passphrase to derive the key from".into(),
+            ));
+        }
+        Ok(SrtTarget {
+            host,
+            port,
+            mode,
+            streamid,
+            passphrase,
+            pbkeylen,
+            latency_ms,
+        })
+    }
+}
+
+/// What libsrt says about one output, read from `srtsink`'s `stats`.
+/// Caller and rendezvous sockets report at the top level; a listener reports
+/// one structure per connected caller in `callers`, summed here (RTT and
+/// link capacity are the worst caller's).
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct SrtStats {
+    pub bytes_sent: u64,
+    pub packets_sent: u64,
+    pub packets_retransmitted: u64,
+    pub packets_lost: u64,
+    pub packets_dropped: u64,
+    pub acks_received: u64,
+    pub naks_received: u64,
+    pub send_rate_mbps: f64,
+    pub rtt_ms: f64,
+    pub bandwidth_mbps: f64,
+    pub negotiated_latency_ms: u64,
+    /// Connected callers (listener mode); 1 or 0 for a caller.
+    pub peers: usize,
+}
+
+fn count(s: &gst::StructureRef, field: &str) -> u64 {
+    s.get::<i64>(field)
+        .map(|v| v.max(0) as u64)
+        .or_else(|_| s.get::<i32>(field).map(|v| v.max(0) as u64))
+        .or_else(|_| s.get::<u64>(field))
+        .or_else(|_| s.get::<u32>(field).map(u64::from))
+        .unwrap_or(0)
+}
+
+fn real(s: &gst::StructureRef, field: &str) -> f64 {
+    s.get::<f64>(field).unwrap_or(0.0)
+}
+
+impl SrtStats {
+    fn from_socket(s: &gst::StructureRef) -> Self {
+        SrtStats {
+            bytes_sent: count(s, "bytes-sent"),
+            packets_sent: count(s, "packets-sent"),
+            packets_retransmitted: count(s, "packets-retransmitted"),
+            packets_lost: count(s, "packets-sent-lost"),
+            packets_dropped: count(s, "packets-sent-dropped"),
+            acks_received: count(s, "packet-ack-received"),
+            naks_received: count(s, "packet-nack-received"),
+            send_rate_mbps: real(s, "send-rate-mbps"),
+            rtt_ms: real(s, "rtt-ms"),
+            bandwidth_mbps: real(s, "bandwidth-mbps"),
+            negotiated_latency_ms: count(s, "negotiated-latency-ms"),
+            // A socket that has sent or heard anything has a peer.
+            peers: usize::from(s.has_field("packets-sent")),
+        }
+    }
+
+    fn add(&mut self, o: &SrtStats) {
+        self.bytes_sent += o.bytes_sent;
+        self.packets_sent += o.packets_sent;
+        self.packets_retransmitted += o.packets_retransmitted;
+        self.packets_lost += o.packets_lost;
+        self.packets_dropped += o.packets_dropped;
+        self.acks_received += o.acks_received;
+        self.naks_received += o.naks_received;
+        self.send_rate_mbps += o.send_rate_mbps;
+        self.rtt_ms = self.rtt_ms.max(o.rtt_ms);
+        self.bandwidth_mbps = if self.peers == 0 {
+            o.bandwidth_mbps
+        } else {
+            self.bandwidth_mbps.min(o.bandwidth_mbps)
+        };
+        self.negotiated_latency_ms = self.negotiated_latency_ms.max(o.negotiated_latency_ms);
+        self.peers += o.peers;
+    }
+
+    /// Reads `srtsink`'s `stats` structure.
+    pub fn from_structure(stats: &gst::StructureRef) -> Self {
+        match stats.get::<gst::glib::ValueArray>("callers") {
+            Ok(callers) => {
+                let each: Vec<gst::Structure> =
+                    callers.iter().filter_map(|v| v.get().ok()).collect();
+                SrtStats::of_callers(&each)
+            }
+            Err(_) => SrtStats::from_socket(stats),
+        }
+    }
+
+    /// A listener's statistics: the sum over its callers.
+    pub fn of_callers(callers: &[gst::Structure]) -> Self {
+        let mut total = SrtStats::default();
+        for c in callers {
+            total.add(&SrtStats::from_socket(c));
+        }
+        total
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_with_all_options() {
+        let t = SrtTarget::try_from(
+            "srt://ingest.example:9000?mode=caller&streamid=live/abc&passphrase=0123456789ab&pbkeylen=32&latency=250",
+        )
+        .unwrap();
+        assert_eq!(t.host, "ingest.example");
+        assert_eq!(t.port, 9000);
+        assert_eq!(t.mode, SrtMode::Caller);
+        assert_eq!(t.streamid.as_deref(), Some("live/abc"));
+        assert_eq!(t.passphrase(), Some("0123456789ab"));
+        assert_eq!(t.pbkeylen, Some(32));
+        assert_eq!(t.latency_ms, Some(250));
+        assert_eq!(t.sink_uri(), "srt://ingest.example:9000");
+    }
+
+    #[test]
+    fn listener_defaults_without_host() {
+        let t = SrtTarget::try_from("srt://:9000").unwrap();
+        assert_eq!(t.mode, SrtMode::Listener);
+        let t = SrtTarget::try_from("srt://0.0.0.0:9001?mode=listener").unwrap();
+        assert_eq!(t.mode, SrtMode::Listener);
+        assert_eq!(t.host, "0.0.0.0");
+    }
+
+    #[test]
+    fn redaction_hides_secrets_everywhere() {
+        let t =
+            SrtTarget::try_from("srt://h:1?streamid=key123&passphrase=supersecretpass&latency=100")
+                .unwrap();
+        for shown in [t.redacted(), format!("{t}"), format!("{t:?}")] {
+            assert!(!shown.contains("supersecretpass"), "{shown}");
+            assert!(!shown.contains("key123"), "{shown}");
+            assert!(shown.contains("latency=100"));
+        }
+    }
+
+    #[test]
+    fn bad_inputs_name_the_field_and_keep_secrets() {
+        let cases = [
+            ("http://h:1", "scheme 'http'"),
+            ("srt://h", "no port"),
+            ("srt://h:1?mode=push", "mode 'push'"),
+            (
+                "srt://h:1?pbkeylen=20&passphrase=0123456789",
+                "pbkeylen '20'",
+            ),
+            ("srt://h:1?pbkeylen=16", "no passphrase"),
+            ("srt://h:1?latency=fast", "latency 'fast'"),
+            ("srt://h:1?latency=999999", "latency '999999'"),
+            ("srt://h:1?bogus=1", "unknown SRT option 'bogus'"),
+            ("srt://:1?mode=caller", "no host"),
+        ];
+        for (text, want) in cases {
+            let err = SrtTarget::try_from(text).unwrap_err().to_string();
+            assert!(err.contains(want), "{text}: {err}");
+        }
+        let err = SrtTarget::try_from("srt://h:1?passphrase=short1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("passphrase has 6 characters"), "{err}");
+        assert!(!err.contains("short1"));
+    }
+
+    #[test]
+    fn stats_of_caller_and_listener() {
+        gst::init().unwrap();
+        let caller = gst::Structure::builder("application/x-srt-statistics")
+            .field("packets-sent", 100i64)
+            .field("packet-ack-received", 40i32)
+            .field("bytes-sent", 131_600u64)
+            .field("rtt-ms", 0.5f64)
+            .field("bandwidth-mbps", 900.0f64)
+            .field("packets-retransmitted", 2i32)
+            .build();
+        let s = SrtStats::from_structure(&caller);
+        assert_eq!(s.packets_sent, 100);
+        assert_eq!(s.acks_received, 40);
+        assert_eq!(s.bytes_sent, 131_600);
+        assert_eq!(s.packets_retransmitted, 2);
+        assert_eq!(s.peers, 1);
+
+        let second = gst::Structure::builder("application/x-srt-statistics")
+            .field("packets-sent", 50i64)
+            .field("packet-ack-received", 10i32)
+            .field("rtt-ms", 3.0f64)
+            .field("bandwidth-mbps", 100.0f64)
+            .build();
+        let s = SrtStats::of_callers(&[caller, second]);
+        assert_eq!(s.peers, 2);
+        assert_eq!(s.packets_sent, 150);
+        assert_eq!(s.acks_received, 50);
+        assert_eq!(s.rtt_ms, 3.0);
+        assert_eq!(s.bandwidth_mbps, 100.0);
+        assert_eq!(SrtStats::of_callers(&[]).peers, 0);
+    }
+}

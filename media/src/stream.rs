@@ -1,0 +1,275 @@
+//! One buffer per stream: the current GOP and the outputs subscribed to it.
+//!
+//! The capture thread calls [`Stream::publish`] for every encoded frame. It
+//! never blocks: each subscriber has a bounded channel, and a subscriber whose
+//! channel is full stops receiving until the next video keyframe (so what it
+//! does get is always decodable) and counts what it missed. A slow output
+//! therefore costs the encoder and the other outputs nothing.
+//!
+//! The lock is a `std::sync::Mutex`: it is held for a few pointer moves per
+//! frame and never across an `.await`, which is what the async mutex is for.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::frame::{EncodedFrame, Track};
+
+/// Frames kept for a late joiner are bounded, in case keyframes stop coming
+/// (an encoder misconfigured with an endless GOP must not eat the memory).
+const MAX_GOP_FRAMES: usize = 2048;
+
+/// Counters of a stream, for state and telemetry.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct StreamStats {
+    pub frames: u64,
+    pub bytes: u64,
+    pub keyframes: u64,
+    pub subscribers: usize,
+    pub gop_frames: usize,
+    /// Seconds since the last frame, if any has arrived.
+    pub idle_s: Option<f64>,
+}
+
+struct Subscriber {
+    id: u64,
+    tx: mpsc::Sender<EncodedFrame>,
+    /// Dropping until the next video keyframe.
+    resync: bool,
+    dropped: Arc<AtomicU64>,
+}
+
+#[derive(Default)]
+struct Inner {
+    gop: VecDeque<EncodedFrame>,
+    epoch: Option<u64>,
+    subscribers: Vec<Subscriber>,
+    next_id: u64,
+    frames: u64,
+    bytes: u64,
+    keyframes: u64,
+    last_frame: Option<Instant>,
+}
+
+/// A named stream fed by one encode.
+pub struct Stream {
+    name: String,
+    tracks: Vec<Track>,
+    inner: Mutex<Inner>,
+}
+
+/// What an output gets when it joins a stream: the frames of the current GOP
+/// (starting at its keyframe) and a channel for everything after them, with no
+/// gap or overlap between the two.
+pub struct Subscription {
+    pub id: u64,
+    pub backlog: Vec<EncodedFrame>,
+    pub rx: mpsc::Receiver<EncodedFrame>,
+    /// Frames this subscriber lost because it fell behind.
+    pub dropped: Arc<AtomicU64>,
+}
+
+impl Stream {
+    /// A stream carrying `tracks` (fixed by the input's configuration, so an
+    /// output can build its muxer before the first frame arrives).
+    pub fn new(name: impl Into<String>, tracks: &[Track]) -> Arc<Self> {
+        Arc::new(Self {
+            name: name.into(),
+            tracks: tracks.to_vec(),
+            inner: Mutex::new(Inner::default()),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn tracks(&self) -> &[Track] {
+        &self.tracks
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock leaves plain data behind; carry on
+        // with it rather than take the whole media path down.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands one frame to the GOP cache and to every subscriber. Called from
+    /// the capture thread; never blocks.
+    pub fn publish(&self, frame: EncodedFrame) {
+        let mut inner = self.lock();
+        inner.frames += 1;
+        inner.bytes += frame.size() as u64;
+        inner.last_frame = Some(Instant::now());
+
+        if inner.epoch != Some(frame.epoch) {
+            // The capture pipeline was rebuilt: old frames belong to another
+            // timeline and must not be replayed to a new output.
+            inner.epoch = Some(frame.epoch);
+            inner.gop.clear();
+        }
+        if frame.starts_gop() {
+            inner.keyframes += 1;
+            inner.gop.clear();
+            inner.gop.push_back(frame.clone());
+        } else if !inner.gop.is_empty() {
+            if inner.gop.len() >= MAX_GOP_FRAMES {
+                inner.gop.clear();
+            } else {
+                inner.gop.push_back(frame.clone());
+            }
+        }
+
+        inner.subscribers.retain_mut(|sub| {
+            if sub.resync {
+                if !frame.starts_gop() {
+                    sub.dropped.fetch_add(1, Ordering::Relaxed);
+                    return !sub.tx.is_closed();
+                }
+                sub.resync = false;
+            }
+            match sub.tx.try_send(frame.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    sub.resync = true;
+                    sub.dropped.fetch_add(1, Ordering::Relaxed);
+                    true
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
+        });
+    }
+
+    /// Joins the stream. `capacity` bounds how far the subscriber may fall
+    /// behind before it is resynchronised on a keyframe.
+    pub fn subscribe(&self, capacity: usize) -> Subscription {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let mut inner = self.lock();
+        let id = inner.next_id;
+        inner.next_id += 1;
+        let backlog: Vec<EncodedFrame> = inner.gop.iter().cloned().collect();
+        inner.subscribers.push(Subscriber {
+            id,
+            tx,
+            // With no GOP cached yet the subscriber waits for the first
+            // keyframe, so its first frame is always a keyframe.
+            resync: backlog.is_empty(),
+            dropped: dropped.clone(),
+        });
+        Subscription {
+            id,
+            backlog,
+            rx,
+            dropped,
+        }
+    }
+
+    /// Leaves the stream (dropping the receiver does the same, lazily).
+    pub fn unsubscribe(&self, id: u64) {
+        self.lock().subscribers.retain(|s| s.id != id);
+    }
+
+    pub fn stats(&self) -> StreamStats {
+        let inner = self.lock();
+        StreamStats {
+            frames: inner.frames,
+            bytes: inner.bytes,
+            keyframes: inner.keyframes,
+            subscribers: inner.subscribers.len(),
+            gop_frames: inner.gop.len(),
+            idle_s: inner.last_frame.map(|t| t.elapsed().as_secs_f64()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(track: Track, key: bool, epoch: u64) -> EncodedFrame {
+        let mut b = gst::Buffer::from_slice(vec![0u8; 100]);
+        if !key {
+            b.get_mut().unwrap().set_flags(gst::BufferFlags::DELTA_UNIT);
+        }
+        EncodedFrame::new(
+            track,
+            b,
+            gst::Caps::new_empty_simple("video/x-h264"),
+            epoch,
+            gst::ClockTime::ZERO,
+        )
+    }
+
+    #[test]
+    fn late_joiner_starts_on_the_cached_keyframe() {
+        gst::init().unwrap();
+        let s = Stream::new("main", &[Track::Video, Track::Audio]);
+        s.publish(frame(Track::Video, false, 0)); // before any keyframe: not cached
+        s.publish(frame(Track::Video, true, 0));
+        s.publish(frame(Track::Audio, true, 0));
+        s.publish(frame(Track::Video, false, 0));
+        let sub = s.subscribe(8);
+        assert_eq!(sub.backlog.len(), 3);
+        assert!(sub.backlog[0].starts_gop());
+    }
+
+    #[test]
+    fn joiner_without_gop_waits_for_keyframe() {
+        gst::init().unwrap();
+        let s = Stream::new("main", &[Track::Video, Track::Audio]);
+        let mut sub = s.subscribe(8);
+        s.publish(frame(Track::Video, false, 0));
+        s.publish(frame(Track::Audio, true, 0));
+        s.publish(frame(Track::Video, true, 0));
+        let first = sub.rx.try_recv().unwrap();
+        assert!(first.starts_gop());
+        assert!(sub.rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn slow_subscriber_drops_to_next_keyframe_without_blocking_others() {
+        gst::init().unwrap();
+        let s = Stream::new("main", &[Track::Video, Track::Audio]);
+        s.publish(frame(Track::Video, true, 0));
+        let mut slow = s.subscribe(2);
+        let mut fast = s.subscribe(64);
+        for _ in 0..5 {
+            s.publish(frame(Track::Video, false, 0));
+        }
+        // slow: 2 delivered, 3 dropped; fast: all 5.
+        assert_eq!(slow.dropped.load(Ordering::Relaxed), 3);
+        let mut n = 0;
+        while fast.rx.try_recv().is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, 5);
+        // Drain the slow one: the next frames it sees start at a keyframe.
+        while slow.rx.try_recv().is_ok() {}
+        s.publish(frame(Track::Video, false, 0));
+        s.publish(frame(Track::Video, true, 0));
+        s.publish(frame(Track::Video, false, 0));
+        assert!(slow.rx.try_recv().unwrap().starts_gop());
+        assert!(!slow.rx.try_recv().unwrap().starts_gop());
+        assert_eq!(slow.dropped.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn new_epoch_forgets_the_old_gop_and_closed_subscribers_go() {
+        gst::init().unwrap();
+        let s = Stream::new("main", &[Track::Video, Track::Audio]);
+        s.publish(frame(Track::Video, true, 0));
+        s.publish(frame(Track::Video, false, 0));
+        s.publish(frame(Track::Video, false, 1));
+        assert_eq!(s.subscribe(4).backlog.len(), 0);
+        let sub = s.subscribe(4);
+        drop(sub);
+        s.publish(frame(Track::Video, true, 1));
+        // The two dropped subscriptions above are gone after a publish.
+        assert_eq!(s.stats().subscribers, 0);
+    }
+}

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs what Fieldcast needs to build, run and test on Debian 12.
+# Idempotent: a second run installs nothing new and exits quickly.
+set -euo pipefail
+
+PACKAGES=(
+  # build
+  build-essential pkg-config
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  # capture, encode and output elements
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  # clockoverlay (pango) for the test pattern's running clock
+  gstreamer1.0-x
+  # control plane broker and clients
+  mosquitto mosquitto-clients
+  # real SRT peers and media checks for tests and the demo
+  srt-tools ffmpeg
+  # misc used by scripts
+  curl ca-certificates procps
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "fieldcast: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# Debian starts mosquitto as a system service on install; Fieldcast's demo and
+# tests start their own broker on their own ports, so the system one is left
+# alone (it listens on 1883 and does not collide with ours).
+
+if ! command -v cargo >/dev/null 2>&1; then
+  if [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+  else
+    echo "fieldcast: cargo not found; install Rust with rustup first" >&2
+    exit 1
+  fi
+fi
