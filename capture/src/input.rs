@@ -1,0 +1,390 @@
+//! Runs one input's capture pipeline: builds it, feeds its encoded frames
+//! into the stream, watches it, and rebuilds it with backoff when it fails.
+//! A missing or busy device, or caps that cannot be negotiated, put the input
+//! in an error state with the device and the reason; they never take the
+//! daemon down.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fieldcast_media::backoff::Backoff;
+use fieldcast_media::{EncodedFrame, Stream, Track};
+use futures::StreamExt;
+use gst::prelude::*;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+use crate::board::BoardProfile;
+use crate::describe;
+use crate::settings::{InputSpec, VideoSource};
+
+/// With frames flowing, this long without one is a lost input.
+const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
+/// A source may take this long to deliver its first frame (DeckLink and
+/// some UVC cameras are slow to lock).
+const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(15);
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum InputState {
+    Starting,
+    Running,
+    /// Failed; retried at `retry_at` (unix seconds).
+    Error {
+        reason: String,
+        retry_at: f64,
+    },
+    Stopped,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct InputStatus {
+    pub name: String,
+    #[serde(flatten)]
+    pub state: InputState,
+    pub since: f64,
+    pub source: String,
+    pub encoder: String,
+    pub width: u32,
+    pub height: u32,
+    pub framerate: String,
+    pub bitrate_kbps: u32,
+    pub restarts: u32,
+    pub last_error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum InputEvent {
+    InputLive { input: String },
+    InputLost { input: String, reason: String },
+}
+
+pub struct InputHandle {
+    stop: Option<oneshot::Sender<()>>,
+    status: watch::Receiver<InputStatus>,
+    task: JoinHandle<()>,
+}
+
+impl InputHandle {
+    pub fn status(&self) -> InputStatus {
+        self.status.borrow().clone()
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = self.task.await;
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn source_label(spec: &InputSpec) -> String {
+    match &spec.video {
+        VideoSource::TestPattern { pattern, .. } => format!("test-pattern ({pattern})"),
+        VideoSource::V4l2 { device } => format!("v4l2 {device}"),
+        VideoSource::Decklink {
+            device_number,
+            connection,
+            ..
+        } => format!("decklink {device_number} ({connection})"),
+    }
+}
+
+/// Starts the input. Frames go to `stream`; operator-facing news to `events`.
+pub fn spawn(
+    spec: InputSpec,
+    board: BoardProfile,
+    stream: Arc<Stream>,
+    events: mpsc::UnboundedSender<InputEvent>,
+) -> InputHandle {
+    let status = InputStatus {
+        name: spec.name.clone(),
+        state: InputState::Starting,
+        since: unix_now(),
+        source: source_label(&spec),
+        encoder: board.video_encoder.element.clone(),
+        width: spec.encode.width,
+        height: spec.encode.height,
+        framerate: spec.encode.framerate.to_string(),
+        bitrate_kbps: spec.encode.bitrate_kbps,
+        restarts: 0,
+        last_error: None,
+    };
+    let (status_tx, status_rx) = watch::channel(status);
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let task = tokio::spawn(run(spec, board, stream, status_tx, events, stop_rx));
+    InputHandle {
+        stop: Some(stop_tx),
+        status: status_rx,
+        task,
+    }
+}
+
+fn set_state(status: &watch::Sender<InputStatus>, state: InputState) {
+    status.send_if_modified(|s| {
+        if s.state == state {
+            return false;
+        }
+        s.state = state;
+        s.since = unix_now();
+        true
+    });
+}
+
+async fn run(
+    spec: InputSpec,
+    board: BoardProfile,
+    stream: Arc<Stream>,
+    status: watch::Sender<InputStatus>,
+    events: mpsc::UnboundedSender<InputEvent>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let backoff = Backoff {
+        initial: Duration::from_secs(1),
+        max: Duration::from_secs(30),
+        factor: 2.0,
+    };
+    let mut attempt = 0u32;
+    let mut epoch = 0u64;
+    loop {
+        epoch += 1;
+        attempt += 1;
+        set_state(&status, InputState::Starting);
+        let outcome = session(&spec, &board, &stream, &status, &events, epoch, &mut stop).await;
+        let reason = match outcome {
+            Outcome::Stopped => {
+                set_state(&status, InputState::Stopped);
+                return;
+            }
+            Outcome::Failed { reason, ran } => {
+                if ran {
+                    attempt = 1;
+                }
+                reason
+            }
+        };
+        let delay = backoff.delay_random(attempt);
+        let reason = format!("{}: {reason}", source_label(&spec));
+        warn!(input = %spec.name, %reason, retry_in = ?delay, "input failed");
+        let _ = events.send(InputEvent::InputLost {
+            input: spec.name.clone(),
+            reason: reason.clone(),
+        });
+        status.send_modify(|s| {
+            s.restarts += 1;
+            s.last_error = Some(reason.clone());
+        });
+        set_state(
+            &status,
+            InputState::Error {
+                reason,
+                retry_at: unix_now() + delay.as_secs_f64(),
+            },
+        );
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = &mut stop => {
+                set_state(&status, InputState::Stopped);
+                return;
+            }
+        }
+    }
+}
+
+enum Outcome {
+    Stopped,
+    Failed { reason: String, ran: bool },
+}
+
+fn describe_error(e: &gst::message::Error) -> String {
+    let mut s = e.error().to_string();
+    if let Some(d) = e.debug()
+        && let Some(last) = d.lines().last()
+    {
+        let last = last.trim();
+        if !last.is_empty() && !s.contains(last) {
+            s.push_str(" (");
+            s.push_str(last);
+            s.push(')');
+        }
+    }
+    s
+}
+
+fn connect_sink(
+    pipeline: &gst::Pipeline,
+    name: &str,
+    track: Track,
+    stream: &Arc<Stream>,
+    epoch: u64,
+    base_time: gst::ClockTime,
+) -> Result<(), String> {
+    let sink = pipeline
+        .by_name(name)
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| format!("pipeline has no appsink '{name}'"))?;
+    let stream = stream.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let (Some(mut buffer), Some(caps)) = (sample.buffer_owned(), sample.caps_owned())
+                else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                // Encoders timestamp in their own segment (x264enc shifts by
+                // 1000 h so DTS never goes negative). Outputs get running
+                // time, the one timeline every pipeline on this clock shares.
+                let segment = sample
+                    .segment()
+                    .and_then(|s| s.downcast_ref::<gst::ClockTime>().cloned());
+                drop(sample);
+                if let Some(segment) = segment {
+                    let pts = buffer.pts().and_then(|t| segment.to_running_time(t));
+                    let dts = buffer
+                        .dts()
+                        .and_then(|t| segment.to_running_time(t))
+                        .or(pts);
+                    // Only the buffer's metadata is written: the frame data
+                    // stays where the encoder put it.
+                    let b = buffer.make_mut();
+                    b.set_pts(pts);
+                    b.set_dts(dts);
+                }
+                stream.publish(EncodedFrame::new(track, buffer, caps, epoch, base_time));
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    Ok(())
+}
+
+async fn change_state(pipeline: &gst::Pipeline, state: gst::State) -> Result<(), String> {
+    let p = pipeline.clone();
+    tokio::task::spawn_blocking(move || p.set_state(state).map(|_| ()))
+        .await
+        .map_err(|e| format!("state change task: {e}"))?
+        .map_err(|_| format!("pipeline refused to go to {state:?}"))
+}
+
+async fn session(
+    spec: &InputSpec,
+    board: &BoardProfile,
+    stream: &Arc<Stream>,
+    status: &watch::Sender<InputStatus>,
+    events: &mpsc::UnboundedSender<InputEvent>,
+    epoch: u64,
+    stop: &mut oneshot::Receiver<()>,
+) -> Outcome {
+    let failed = |reason: String| Outcome::Failed { reason, ran: false };
+    for element in describe::required_elements(spec, board) {
+        if gst::ElementFactory::find(&element).is_none() {
+            let hint = if element == board.video_encoder.element {
+                format!(
+                    " (board {}'s encoder; is the encoder device present?)",
+                    board.board.name
+                )
+            } else {
+                String::new()
+            };
+            return failed(format!(
+                "GStreamer element '{element}' is not available{hint}"
+            ));
+        }
+    }
+    let description = describe::pipeline(spec, board);
+    let pipeline = match gst::parse::launch(&description) {
+        Ok(p) => match p.downcast::<gst::Pipeline>() {
+            Ok(p) => p,
+            Err(_) => return failed("capture description is not a pipeline".into()),
+        },
+        Err(e) => return failed(format!("building the capture pipeline: {e}")),
+    };
+    // One clock for capture and every output: the system clock, with a base
+    // time chosen here, so encoder timestamps are running times that every
+    // output pipeline can use unchanged (and audio and video share it).
+    let clock = gst::SystemClock::obtain();
+    pipeline.use_clock(Some(&clock));
+    pipeline.set_start_time(gst::ClockTime::NONE);
+    let base_time = clock.time();
+    pipeline.set_base_time(base_time);
+    let mut sinks = vec![("video", Track::Video)];
+    if spec.has_audio() {
+        sinks.push(("audio", Track::Audio));
+    }
+    for (name, track) in sinks {
+        if let Err(e) = connect_sink(&pipeline, name, track, stream, epoch, base_time) {
+            return failed(e);
+        }
+    }
+    let mut bus = pipeline.bus().expect("a pipeline has a bus").stream();
+
+    let outcome = 'run: {
+        if let Err(e) = change_state(&pipeline, gst::State::Playing).await {
+            let mut reason = e;
+            while let Some(Some(msg)) = futures::FutureExt::now_or_never(bus.next()) {
+                if let gst::MessageView::Error(err) = msg.view() {
+                    reason = describe_error(err);
+                    break;
+                }
+            }
+            break 'run failed(reason);
+        }
+        info!(input = %spec.name, pipeline = %description, "capture pipeline playing");
+        let started = tokio::time::Instant::now();
+        let mut frames = stream.stats().frames;
+        let mut last_frame_at: Option<tokio::time::Instant> = None;
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = &mut *stop => break 'run Outcome::Stopped,
+                msg = bus.next() => {
+                    let ran = last_frame_at.is_some();
+                    let Some(msg) = msg else { break 'run Outcome::Failed { reason: "bus closed".into(), ran } };
+                    match msg.view() {
+                        gst::MessageView::Error(e) => break 'run Outcome::Failed { reason: describe_error(e), ran },
+                        gst::MessageView::Eos(_) => break 'run Outcome::Failed { reason: "source ended".into(), ran },
+                        _ => {}
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = tokio::time::Instant::now();
+                    let n = stream.stats().frames;
+                    if n > frames {
+                        frames = n;
+                        if last_frame_at.is_none() {
+                            info!(input = %spec.name, "input live");
+                            let _ = events.send(InputEvent::InputLive { input: spec.name.clone() });
+                            set_state(status, InputState::Running);
+                        }
+                        last_frame_at = Some(now);
+                    }
+                    match last_frame_at {
+                        Some(t) if now - t > FRAME_TIMEOUT => break 'run Outcome::Failed {
+                            reason: format!("no frames for {} s", FRAME_TIMEOUT.as_secs()),
+                            ran: true,
+                        },
+                        None if now - started > FIRST_FRAME_TIMEOUT => break 'run failed(format!(
+                            "no frames within {} s of starting", FIRST_FRAME_TIMEOUT.as_secs()
+                        )),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    };
+    if let Err(e) = change_state(&pipeline, gst::State::Null).await {
+        warn!(input = %spec.name, error = %e, "capture pipeline did not stop cleanly");
+    }
+    outcome
+}

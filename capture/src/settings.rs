@@ -1,0 +1,406 @@
+//! What an input is, as the config file writes it. Parsing rejects unknown
+//! keys; [`InputSpec::validate`] checks values against the board's limits and
+//! names the field and value it refuses.
+
+use serde::{Deserialize, Serialize};
+
+use crate::board::BoardProfile;
+use crate::error::Error;
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct InputSpec {
+    /// The stream name outputs refer to.
+    pub name: String,
+    #[serde(default)]
+    pub video: VideoSource,
+    #[serde(default)]
+    pub audio: AudioSource,
+    #[serde(default)]
+    pub encode: EncodeSettings,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "source", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum VideoSource {
+    /// `videotestsrc` with a running clock burnt in, so a viewer sees at a
+    /// glance that the picture is live and how late it is.
+    TestPattern {
+        #[serde(default = "default_pattern")]
+        pattern: String,
+        #[serde(default = "yes")]
+        clock_overlay: bool,
+    },
+    /// A V4L2 capture device (UVC camera, HDMI-to-CSI bridge, vivid).
+    V4l2 { device: String },
+    /// A Blackmagic DeckLink SDI/HDMI input.
+    Decklink {
+        #[serde(default)]
+        device_number: u32,
+        #[serde(default = "default_decklink_mode")]
+        mode: String,
+        #[serde(default = "default_connection")]
+        connection: String,
+    },
+}
+
+fn default_pattern() -> String {
+    "smpte".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_decklink_mode() -> String {
+    "auto".into()
+}
+fn default_connection() -> String {
+    "sdi".into()
+}
+
+impl Default for VideoSource {
+    fn default() -> Self {
+        VideoSource::TestPattern {
+            pattern: default_pattern(),
+            clock_overlay: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(tag = "source", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum AudioSource {
+    /// A 1 kHz tone at -20 dBFS, the line-up tone of broadcast.
+    TestTone {
+        #[serde(default = "default_freq")]
+        frequency_hz: f64,
+    },
+    Alsa {
+        device: String,
+    },
+    /// Embedded audio of a DeckLink input (same device as the video).
+    Decklink,
+    None,
+}
+
+fn default_freq() -> f64 {
+    1000.0
+}
+
+impl Default for AudioSource {
+    fn default() -> Self {
+        AudioSource::TestTone {
+            frequency_hz: default_freq(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EncodeSettings {
+    pub width: u32,
+    pub height: u32,
+    /// Frames per second: `30`, `"25"` or `"30000/1001"`.
+    pub framerate: Framerate,
+    pub bitrate_kbps: u32,
+    /// Keyframe interval in frames; a new output waits at most this long for
+    /// a picture, so keep it near one or two seconds.
+    pub gop_frames: u32,
+    /// H.264 profile: baseline, main or high.
+    pub profile: String,
+    pub audio_bitrate_kbps: u32,
+}
+
+impl Default for EncodeSettings {
+    fn default() -> Self {
+        Self {
+            width: 1280,
+            height: 720,
+            framerate: Framerate { num: 30, den: 1 },
+            bitrate_kbps: 3000,
+            gop_frames: 60,
+            profile: "high".into(),
+            audio_bitrate_kbps: 128,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Framerate {
+    pub num: u32,
+    pub den: u32,
+}
+
+impl Framerate {
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.num) / f64::from(self.den)
+    }
+}
+
+impl std::fmt::Display for Framerate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.num, self.den)
+    }
+}
+
+impl TryFrom<&str> for Framerate {
+    type Error = String;
+    fn try_from(s: &str) -> Result<Self, String> {
+        let bad = || format!("'{s}' is not a frame rate (write 30, 25 or 30000/1001)");
+        let (num, den) = match s.split_once('/') {
+            Some((n, d)) => (
+                n.trim().parse().map_err(|_| bad())?,
+                d.trim().parse().map_err(|_| bad())?,
+            ),
+            None => (s.trim().parse().map_err(|_| bad())?, 1),
+        };
+        if num == 0 || den == 0 {
+            return Err(bad());
+        }
+        Ok(Framerate { num, den })
+    }
+}
+
+impl<'de> Deserialize<'de> for Framerate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u32),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Int(n) => Framerate::try_from(n.to_string().as_str()),
+            Raw::Text(t) => Framerate::try_from(t.as_str()),
+        }
+        .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Framerate {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.den == 1 {
+            s.serialize_u32(self.num)
+        } else {
+            s.serialize_str(&self.to_string())
+        }
+    }
+}
+
+/// Stream names appear in topics, paths and URLs: keep them to a safe set.
+pub fn check_name(field: &str, name: &str) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid {
+            field: field.into(),
+            reason: format!(
+                "'{name}' is not a valid name (1 to 64 of a-z, A-Z, 0-9, '-', '_', '.')"
+            ),
+        })
+    }
+}
+
+impl InputSpec {
+    pub fn has_audio(&self) -> bool {
+        !matches!(self.audio, AudioSource::None)
+    }
+
+    /// Checks values against the board's limits. `at` is the field path of
+    /// this input in the config (`inputs[0]`).
+    pub fn validate(&self, at: &str, board: &BoardProfile) -> Result<(), Error> {
+        let invalid = |field: &str, reason: String| Error::Invalid {
+            field: format!("{at}.{field}"),
+            reason,
+        };
+        check_name(&format!("{at}.name"), &self.name)?;
+        let e = &self.encode;
+        let l = &board.limits;
+        if e.width == 0 || e.width > l.max_width || !e.width.is_multiple_of(2) {
+            return Err(invalid(
+                "encode.width",
+                format!(
+                    "{} is outside 2..={} or odd (board {})",
+                    e.width, l.max_width, board.board.name
+                ),
+            ));
+        }
+        if e.height == 0 || e.height > l.max_height || !e.height.is_multiple_of(2) {
+            return Err(invalid(
+                "encode.height",
+                format!(
+                    "{} is outside 2..={} or odd (board {})",
+                    e.height, l.max_height, board.board.name
+                ),
+            ));
+        }
+        if e.framerate.as_f64() > f64::from(l.max_fps) {
+            return Err(invalid(
+                "encode.framerate",
+                format!("{} is above the board's {} fps", e.framerate, l.max_fps),
+            ));
+        }
+        if !(100..=100_000).contains(&e.bitrate_kbps) {
+            return Err(invalid(
+                "encode.bitrate_kbps",
+                format!("{} is outside 100..=100000", e.bitrate_kbps),
+            ));
+        }
+        if !(1..=1000).contains(&e.gop_frames) {
+            return Err(invalid(
+                "encode.gop_frames",
+                format!("{} is outside 1..=1000", e.gop_frames),
+            ));
+        }
+        if !matches!(
+            e.profile.as_str(),
+            "baseline" | "constrained-baseline" | "main" | "high"
+        ) {
+            return Err(invalid(
+                "encode.profile",
+                format!(
+                    "'{}' is not one of baseline, constrained-baseline, main, high",
+                    e.profile
+                ),
+            ));
+        }
+        if !(16..=512).contains(&e.audio_bitrate_kbps) {
+            return Err(invalid(
+                "encode.audio_bitrate_kbps",
+                format!("{} is outside 16..=512", e.audio_bitrate_kbps),
+            ));
+        }
+        match &self.video {
+            VideoSource::V4l2 { device } if !device.starts_with("/dev/") => {
+                return Err(invalid(
+                    "video.device",
+                    format!("'{device}' is not a /dev path"),
+                ));
+            }
+            VideoSource::Decklink { connection, .. }
+                if !matches!(
+                    connection.as_str(),
+                    "auto" | "sdi" | "hdmi" | "optical-sdi" | "component" | "composite" | "svideo"
+                ) =>
+            {
+                return Err(invalid(
+                    "video.connection",
+                    format!("'{connection}' is not a DeckLink connection (sdi, hdmi, auto, …)"),
+                ));
+            }
+            VideoSource::TestPattern { pattern, .. }
+                if !pattern
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-') =>
+            {
+                return Err(invalid(
+                    "video.pattern",
+                    format!("'{pattern}' is not a pattern name"),
+                ));
+            }
+            _ => {}
+        }
+        if matches!(self.audio, AudioSource::Decklink)
+            && !matches!(self.video, VideoSource::Decklink { .. })
+        {
+            return Err(invalid(
+                "audio.source",
+                "'decklink' audio needs a decklink video source".into(),
+            ));
+        }
+        if let AudioSource::Alsa { device } = &self.audio
+            && (device.is_empty() || device.contains(char::is_whitespace))
+        {
+            return Err(invalid(
+                "audio.device",
+                format!("'{device}' is not an ALSA device name"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<InputSpec, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_are_a_test_pattern_with_tone() {
+        let i = parse("name = \"main\"").unwrap();
+        assert!(matches!(
+            i.video,
+            VideoSource::TestPattern {
+                clock_overlay: true,
+                ..
+            }
+        ));
+        assert!(i.has_audio());
+        i.validate(
+            "inputs[0]",
+            &BoardProfile::builtin("generic-x86-64").unwrap(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn framerates() {
+        assert_eq!(
+            Framerate::try_from("30000/1001").unwrap(),
+            Framerate {
+                num: 30000,
+                den: 1001
+            }
+        );
+        assert_eq!(
+            Framerate::try_from("25").unwrap(),
+            Framerate { num: 25, den: 1 }
+        );
+        assert!(Framerate::try_from("0").is_err());
+        assert!(Framerate::try_from("fast").unwrap_err().contains("'fast'"));
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e =
+            parse("name = \"m\"\n[video]\nsource = \"v4l2\"\ndevice = \"/dev/video0\"\ndevcie = 1")
+                .unwrap_err();
+        assert!(e.contains("devcie"), "{e}");
+        let e = parse("name = \"m\"\n[encode]\nwidht = 3").unwrap_err();
+        assert!(e.contains("widht"), "{e}");
+        let e = parse("name = \"m\"\n[video]\nsource = \"hdmi-magic\"").unwrap_err();
+        assert!(e.contains("hdmi-magic"), "{e}");
+    }
+
+    #[test]
+    fn limits_come_from_the_board() {
+        let pi = BoardProfile::builtin("raspberrypi4-64").unwrap();
+        let mut i = parse("name = \"m\"").unwrap();
+        i.encode.width = 3840;
+        i.encode.height = 2160;
+        let e = i.validate("inputs[0]", &pi).unwrap_err().to_string();
+        assert!(
+            e.contains("inputs[0].encode.width") && e.contains("3840"),
+            "{e}"
+        );
+        i.encode.width = 1280;
+        i.encode.height = 720;
+        i.encode.framerate = Framerate { num: 60, den: 1 };
+        let e = i.validate("inputs[0]", &pi).unwrap_err().to_string();
+        assert!(e.contains("encode.framerate") && e.contains("60/1"), "{e}");
+        i.encode.framerate = Framerate { num: 30, den: 1 };
+        i.name = "bad name".into();
+        let e = i.validate("inputs[0]", &pi).unwrap_err().to_string();
+        assert!(
+            e.contains("inputs[0].name") && e.contains("'bad name'"),
+            "{e}"
+        );
+    }
+}
