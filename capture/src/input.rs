@@ -209,7 +209,7 @@ enum Outcome {
 fn describe_error(e: &gst::message::Error) -> String {
     let mut s = e.error().to_string();
     if let Some(d) = e.debug()
-        && let Some(last) = d.lines().last()
+        && let Some(last) = d.lines().skip(1).last()
     {
         let last = last.trim();
         if !last.is_empty() && !s.contains(last) {

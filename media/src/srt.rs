@@ -249,6 +249,32 @@ impl TryFrom<&str> for SrtTarget {
     }
 }
 
+/// Turns srtsink's failure into what an operator can act on. srtsink (1.22)
+/// reports every failed caller connection as "Connection does not exist"
+/// on its first write; libsrt rejects a connection at once (wrong or
+/// missing passphrase, key length or stream id refused by the peer) but
+/// gives up on a silent peer only after its 3 s connect timeout
+/// (SRTO_CONNTIMEO), so the time it took tells the two apart.
+pub fn explain_failure(
+    raw: &str,
+    target: &SrtTarget,
+    since_start: std::time::Duration,
+    ever_acked: bool,
+) -> String {
+    if ever_acked || target.mode == SrtMode::Listener || !raw.contains("Connection does not exist")
+    {
+        return raw.to_string();
+    }
+    let peer = target.sink_uri();
+    if since_start < std::time::Duration::from_millis(1500) {
+        format!(
+            "{peer} refused the connection (check passphrase, pbkeylen and streamid against the receiver)"
+        )
+    } else {
+        format!("no answer from {peer} (connection timed out; is the receiver up and reachable?)")
+    }
+}
+
 /// What libsrt says about one output, read from `srtsink`'s `stats`.
 /// Caller and rendezvous sockets report at the top level; a listener reports
 /// one structure per connected caller in `callers`, summed here (RTT and
@@ -409,6 +435,26 @@ mod tests {
             .to_string();
         assert!(err.contains("passphrase has 6 characters"), "{err}");
         assert!(!err.contains("short1"));
+    }
+
+    #[test]
+    fn failures_are_explained() {
+        use std::time::Duration;
+        let t = SrtTarget::try_from("srt://10.0.0.1:9000?passphrase=0123456789").unwrap();
+        let raw = "Failed to write to SRT socket: Connection does not exist";
+        let quick = explain_failure(raw, &t, Duration::from_millis(50), false);
+        assert!(
+            quick.contains("refused") && quick.contains("passphrase"),
+            "{quick}"
+        );
+        assert!(!quick.contains("0123456789"));
+        let slow = explain_failure(raw, &t, Duration::from_secs(3), false);
+        assert!(
+            slow.contains("no answer from srt://10.0.0.1:9000"),
+            "{slow}"
+        );
+        assert_eq!(explain_failure(raw, &t, Duration::from_secs(60), true), raw);
+        assert_eq!(explain_failure("other", &t, Duration::ZERO, false), "other");
     }
 
     #[test]

@@ -61,6 +61,11 @@ impl Liveness {
         }
     }
 
+    /// Whether the peer has acknowledged anything on this connection.
+    pub fn acked(&self) -> bool {
+        self.ever_acked
+    }
+
     /// Takes the cumulative acknowledgement and sent-packet counters and the
     /// number of connected peers, and says what the output is.
     pub fn observe(

@@ -40,6 +40,21 @@ pub enum Target {
 }
 
 impl Target {
+    /// Parses a target URL. Error messages never quote the query string,
+    /// where secrets live.
+    pub fn parse(text: &str) -> Result<Self, crate::Error> {
+        let scheme = text.split("://").next().unwrap_or("");
+        match scheme {
+            "srt" => Ok(Target::Srt(SrtTarget::try_from(text)?)),
+            _ if !text.contains("://") => Err(crate::Error::Target(
+                "is not a URL (expected srt://host:port?…)".into(),
+            )),
+            other => Err(crate::Error::Target(format!(
+                "protocol '{other}' is not supported (supported: srt)"
+            ))),
+        }
+    }
+
     /// The target as it may be shown in state, events and logs.
     pub fn redacted(&self) -> String {
         match self {
@@ -316,9 +331,9 @@ fn bus_error(bus: &mut gst::bus::BusStream) -> Option<String> {
 fn describe_error(e: &gst::message::Error) -> String {
     let mut s = e.error().to_string();
     if let Some(d) = e.debug() {
-        // GStreamer's debug text carries the source location first; the
-        // useful part (libsrt's reason) is its last line.
-        if let Some(last) = d.lines().last() {
+        // GStreamer's debug text starts with the source location; details,
+        // when there are any, follow on the next lines.
+        if let Some(last) = d.lines().skip(1).last() {
             let last = last.trim();
             if !last.is_empty() && !s.contains(last) {
                 s.push_str(": ");
@@ -399,6 +414,10 @@ async fn session(task: &mut Task) -> SessionEnd {
             }
         }
 
+        let playing_since = Instant::now();
+        let explain = |raw: String, acked: bool| {
+            crate::srt::explain_failure(&raw, target, playing_since.elapsed(), acked)
+        };
         let mut liveness = Liveness::new(task.spec.liveness.clone(), Instant::now());
         let mut was_live = false;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -409,12 +428,16 @@ async fn session(task: &mut Task) -> SessionEnd {
             tokio::select! {
                 // Stop first: an operator's stop must not wait behind frames.
                 biased;
-                Some(Command::Stop(done)) = task.cmd.recv() => break 'session SessionEnd::Stopped(done),
+                Some(Command::Stop(done)) = task.cmd.recv() => {
+                    finish(&built, &mut bus).await;
+                    break 'session SessionEnd::Stopped(done);
+                }
                 msg = bus.next() => {
                     let Some(msg) = msg else { break 'session SessionEnd::Failed { reason: "pipeline bus closed".into(), was_live } };
                     match msg.view() {
                         gst::MessageView::Error(e) => {
-                            break 'session SessionEnd::Failed { reason: describe_error(e), was_live };
+                            let reason = explain(describe_error(e), was_live || liveness.acked());
+                            break 'session SessionEnd::Failed { reason, was_live };
                         }
                         gst::MessageView::Eos(_) => {
                             break 'session SessionEnd::Failed { reason: "output pipeline ended".into(), was_live };
@@ -435,7 +458,7 @@ async fn session(task: &mut Task) -> SessionEnd {
                         break 'session SessionEnd::Failed { reason: "input restarted".into(), was_live };
                     }
                     if let Err(reason) = feeder.push(frame) {
-                        let reason = bus_error(&mut bus).unwrap_or(reason);
+                        let reason = explain(bus_error(&mut bus).unwrap_or(reason), was_live || liveness.acked());
                         break 'session SessionEnd::Failed { reason, was_live };
                     }
                 }
@@ -476,9 +499,50 @@ async fn session(task: &mut Task) -> SessionEnd {
     end
 }
 
+/// Ends an output gracefully: end-of-stream through the pipeline makes the
+/// muxer flush what it holds (with `alignment=7` up to six TS packets, the
+/// tail of the last frame), so the receiver's last frame is whole. Bounded:
+/// a sink stuck on a dead peer does not hold up a stop.
+async fn finish(built: &Built, bus: &mut gst::bus::BusStream) {
+    for src in [&built.video, &built.audio].into_iter().flatten() {
+        let _ = src.end_of_stream();
+    }
+    let eos = async {
+        while let Some(msg) = bus.next().await {
+            if matches!(
+                msg.view(),
+                gst::MessageView::Eos(_) | gst::MessageView::Error(_)
+            ) {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), eos).await;
+    // libsrt paces what it sends and drops what is still queued when the
+    // socket closes (live mode lingers 0 s): wait until the sent count
+    // stops moving, so the muxer's last packets are on the wire.
+    let sent = || {
+        built
+            .sink
+            .property::<Option<gst::Structure>>("stats")
+            .map(|s| SrtStats::from_structure(&s).packets_sent)
+            .unwrap_or(0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut last = sent();
+    let mut steady = 0;
+    while steady < 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = sent();
+        steady = if now == last { steady + 1 } else { 0 };
+        last = now;
+    }
+}
+
 /// Pushes frames into the output's `appsrc`s, dropping to the next keyframe
 /// when the pipeline itself backs up.
 struct Feeder {
+    listener_peers: Option<Arc<std::sync::atomic::AtomicUsize>>,
     video: Option<gst_app::AppSrc>,
     audio: Option<gst_app::AppSrc>,
     max_bytes: u64,
@@ -490,6 +554,7 @@ struct Feeder {
 impl Feeder {
     fn new(built: &Built, max_bytes: u64) -> Self {
         Self {
+            listener_peers: built.listener_peers.clone(),
             video: built.video.clone(),
             audio: built.audio.clone(),
             max_bytes,
@@ -505,6 +570,17 @@ impl Feeder {
             Track::Audio => self.audio.as_ref(),
         };
         let Some(src) = src else { return Ok(()) };
+        if self
+            .listener_peers
+            .as_ref()
+            .is_some_and(|p| p.load(Ordering::SeqCst) == 0)
+        {
+            // A listener nobody called: hold back, and start the next caller
+            // on a keyframe (with its parameter sets) instead of mid-GOP.
+            // Frames nobody could receive are not counted as dropped.
+            self.resync = true;
+            return Ok(());
+        }
         let queued = self.video.as_ref().map_or(0, |s| s.current_level_bytes())
             + self.audio.as_ref().map_or(0, |s| s.current_level_bytes());
         if queued > self.max_bytes {

@@ -1,13 +1,19 @@
 //! The small pipeline an output owns: `appsrc`s → muxer → protocol sink.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use gst::prelude::*;
 
 use crate::error::Error;
 use crate::frame::Track;
-use crate::srt::SrtTarget;
+use crate::srt::{SrtMode, SrtTarget};
 
 pub struct Built {
     pub pipeline: gst::Pipeline,
+    /// Callers connected to a listener, kept by srtsink's `caller-added` and
+    /// `caller-removed` signals; `None` for callers and rendezvous.
+    pub listener_peers: Option<Arc<AtomicUsize>>,
     pub video: Option<gst_app::AppSrc>,
     pub audio: Option<gst_app::AppSrc>,
     pub sink: gst::Element,
@@ -56,6 +62,30 @@ pub fn build_srt(output: &str, target: &SrtTarget, tracks: &[Track]) -> Result<B
     let sink = make(output, "srtsink", "sink")?;
     sink.set_property("uri", target.sink_uri());
     sink.set_property_from_str("mode", target.mode.gst_nick());
+    let mut listener_peers = None;
+    if target.mode == SrtMode::Listener {
+        let peers = Arc::new(AtomicUsize::new(0));
+        let p = peers.clone();
+        sink.connect("caller-added", false, move |_| {
+            p.fetch_add(1, Ordering::SeqCst);
+            None
+        });
+        let p = peers.clone();
+        sink.connect("caller-removed", false, move |_| {
+            let _ = p.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+            None
+        });
+        listener_peers = Some(peers);
+        // srtsink binds a listener to `localaddress`/`localport`, not to the
+        // URI's address (with a host in the URI it binds port 0).
+        let bind = if target.host.is_empty() {
+            "0.0.0.0"
+        } else {
+            target.host.as_str()
+        };
+        sink.set_property("localaddress", bind);
+        sink.set_property("localport", u32::from(target.port));
+    }
     // Reconnects are ours (bounded backoff with jitter, resuming on a
     // keyframe); GStreamer's own loop would hide failures from liveness.
     sink.set_property("auto-reconnect", false);
@@ -117,6 +147,7 @@ pub fn build_srt(output: &str, target: &SrtTarget, tracks: &[Track]) -> Result<B
     }
     Ok(Built {
         pipeline,
+        listener_peers,
         video,
         audio,
         sink,

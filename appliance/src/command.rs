@@ -1,0 +1,175 @@
+//! Command payloads and replies: pure, bytes in and bytes out.
+//!
+//! A command is the last topic level (`…/cmd/push.add`) and a JSON object
+//! of arguments. Unknown fields are refused, so a typo is an error instead
+//! of a silently ignored setting.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::PushDef;
+use crate::error::{ApiError, Code};
+
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    PushAdd(PushDef),
+    PushRemove { id: String },
+    PushStart { id: String },
+    PushStop { id: String },
+    PushList,
+    StateGet,
+}
+
+/// Every command of the contract, for `unknown_command` replies and docs.
+pub const COMMANDS: &[&str] = &[
+    "push.add",
+    "push.remove",
+    "push.start",
+    "push.stop",
+    "push.list",
+    "state.get",
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdArgs {
+    id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoArgs {}
+
+fn args<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, ApiError> {
+    // An empty payload is an empty object: `mosquitto_rr -m ''` for commands
+    // without arguments.
+    let text = if payload.iter().all(u8::is_ascii_whitespace) {
+        b"{}".as_slice()
+    } else {
+        payload
+    };
+    let value: Value = serde_json::from_slice(text)
+        .map_err(|e| ApiError::new(Code::BadJson, format!("payload is not JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::new(
+            Code::BadJson,
+            "payload must be a JSON object",
+        ));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        let msg = e.to_string();
+        // serde names the field in backquotes: lift it into `field`.
+        let field = msg
+            .split('`')
+            .nth(1)
+            .map(str::to_string)
+            .filter(|f| !f.is_empty());
+        ApiError {
+            code: Code::InvalidArgument,
+            field,
+            message: msg,
+        }
+    })
+}
+
+pub fn parse(name: &str, payload: &[u8]) -> Result<Command, ApiError> {
+    match name {
+        "push.add" => args::<PushDef>(payload).map(Command::PushAdd),
+        "push.remove" => args::<IdArgs>(payload).map(|a| Command::PushRemove { id: a.id }),
+        "push.start" => args::<IdArgs>(payload).map(|a| Command::PushStart { id: a.id }),
+        "push.stop" => args::<IdArgs>(payload).map(|a| Command::PushStop { id: a.id }),
+        "push.list" => args::<NoArgs>(payload).map(|_| Command::PushList),
+        "state.get" => args::<NoArgs>(payload).map(|_| Command::StateGet),
+        other => Err(ApiError::new(
+            Code::UnknownCommand,
+            format!(
+                "command '{}' is unknown (known: {})",
+                other.chars().take(64).collect::<String>(),
+                COMMANDS.join(", ")
+            ),
+        )),
+    }
+}
+
+#[derive(Serialize)]
+struct Reply<'a> {
+    ok: bool,
+    command: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a ApiError>,
+}
+
+pub fn reply(command: &str, outcome: &Result<Value, ApiError>) -> Vec<u8> {
+    let r = match outcome {
+        Ok(v) => Reply {
+            ok: true,
+            command,
+            result: Some(v.clone()),
+            error: None,
+        },
+        Err(e) => Reply {
+            ok: false,
+            command,
+            result: None,
+            error: Some(e),
+        },
+    };
+    serde_json::to_vec(&r).expect("replies serialize")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_commands() {
+        let c = parse(
+            "push.add",
+            br#"{"id":"b","stream":"main","target":"srt://h:1"}"#,
+        )
+        .unwrap();
+        assert!(matches!(c, Command::PushAdd(d) if d.id == "b" && d.enabled));
+        assert_eq!(
+            parse("push.stop", br#"{"id":"b"}"#).unwrap(),
+            Command::PushStop { id: "b".into() }
+        );
+        assert_eq!(parse("state.get", b"").unwrap(), Command::StateGet);
+        assert_eq!(parse("push.list", b"{}").unwrap(), Command::PushList);
+    }
+
+    #[test]
+    fn errors_are_coded_and_name_the_field() {
+        let e = parse("push.add", b"{nope").unwrap_err();
+        assert_eq!(e.code, Code::BadJson);
+        let e = parse("push.add", b"[1]").unwrap_err();
+        assert_eq!(e.code, Code::BadJson);
+        let e = parse("push.stop", br#"{"id":"b","force":true}"#).unwrap_err();
+        assert_eq!(e.code, Code::InvalidArgument);
+        assert_eq!(e.field.as_deref(), Some("force"));
+        let e = parse("push.add", br#"{"id":"b","stream":"main"}"#).unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("target"));
+        let e = parse("push.stop", br#"{"id":7}"#).unwrap_err();
+        assert_eq!(e.code, Code::InvalidArgument);
+        let e = parse("reboot", b"{}").unwrap_err();
+        assert_eq!(e.code, Code::UnknownCommand);
+        assert!(e.message.contains("'reboot'"));
+    }
+
+    #[test]
+    fn replies() {
+        let ok: Value =
+            serde_json::from_slice(&reply("push.list", &Ok(serde_json::json!([])))).unwrap();
+        assert_eq!(
+            ok,
+            serde_json::json!({"ok": true, "command": "push.list", "result": []})
+        );
+        let err = ApiError::field(Code::NotFound, "id", "'x' is not a push");
+        let e: Value = serde_json::from_slice(&reply("push.stop", &Err(err))).unwrap();
+        assert_eq!(e["ok"], false);
+        assert_eq!(e["error"]["code"], "not_found");
+        assert_eq!(e["error"]["field"], "id");
+        assert_eq!(e["error"]["message"], "id: 'x' is not a push");
+    }
+}

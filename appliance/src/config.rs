@@ -1,0 +1,444 @@
+//! The daemon's TOML configuration: parsed with unknown keys refused, then
+//! validated into typed values before anything else sees it. Every error
+//! names the field (`outputs[1].target`) and the bad value, never a secret.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use fieldcast_capture::settings::check_name;
+use fieldcast_capture::{BoardProfile, InputSpec};
+use fieldcast_media::output::Target;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub device: DeviceConfig,
+    #[serde(default)]
+    pub mqtt: MqttConfig,
+    #[serde(default)]
+    pub inputs: Vec<InputSpec>,
+    #[serde(default)]
+    pub outputs: Vec<PushDef>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Unique per device: it names the device's MQTT topics.
+    pub id: String,
+    /// A built-in board profile (see `board-configs/`).
+    #[serde(default = "default_board")]
+    pub board: String,
+    /// A board profile file, used instead of the built-in one.
+    pub board_file: Option<PathBuf>,
+    /// Where the daemon keeps what it must remember (pushes added over MQTT).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+fn default_board() -> String {
+    "generic-x86-64".into()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/fieldcast")
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://host:port` or `mqtts://host:port` (TLS).
+    #[serde(default = "default_broker")]
+    pub url: String,
+    /// Topic prefix; the device's topics are `<prefix>/<device-id>/…`.
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// CA certificate (PEM) to verify the broker; without it, the system's
+    /// trust store.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate and key (PEM) for brokers that authenticate
+    /// devices by certificate.
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+    #[serde(default = "default_keep_alive")]
+    pub keep_alive_s: u64,
+    #[serde(default = "default_telemetry")]
+    pub telemetry_interval_s: u64,
+}
+
+fn default_broker() -> String {
+    "mqtt://127.0.0.1:1883".into()
+}
+fn default_prefix() -> String {
+    "fieldcast".into()
+}
+fn default_keep_alive() -> u64 {
+    15
+}
+fn default_telemetry() -> u64 {
+    5
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            url: default_broker(),
+            prefix: default_prefix(),
+            client_id: None,
+            username: None,
+            password: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            keep_alive_s: default_keep_alive(),
+            telemetry_interval_s: default_telemetry(),
+        }
+    }
+}
+
+impl std::fmt::Debug for MqttConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MqttConfig")
+            .field("url", &self.url)
+            .field("prefix", &self.prefix)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A push (output) as configured or added over MQTT. `target` holds secrets
+/// (passphrases, stream keys): it is stored, never shown; what is shown is
+/// [`Target::redacted`].
+#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PushDef {
+    pub id: String,
+    pub stream: String,
+    pub target: String,
+    /// Started at boot (and kept running); `false` keeps it defined but off.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl std::fmt::Debug for PushDef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PushDef")
+            .field("id", &self.id)
+            .field("stream", &self.stream)
+            .field(
+                "target",
+                &Target::parse(&self.target)
+                    .map(|t| t.redacted())
+                    .unwrap_or_else(|_| "<invalid>".into()),
+            )
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}
+
+impl PushDef {
+    /// Checks the push against the streams that exist; `at` is its field
+    /// path (`outputs[0]`, or empty for an MQTT command).
+    pub fn validate(&self, at: &str, streams: &BTreeSet<String>) -> Result<Target, ConfigError> {
+        let field = |f: &str| {
+            if at.is_empty() {
+                f.to_string()
+            } else {
+                format!("{at}.{f}")
+            }
+        };
+        check_name(&field("id"), &self.id).map_err(ConfigError::from_capture)?;
+        if !streams.contains(&self.stream) {
+            return Err(ConfigError::new(
+                field("stream"),
+                format!(
+                    "'{}' is not a configured stream (streams: {})",
+                    self.stream,
+                    streams.iter().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+        Target::parse(&self.target)
+            .map_err(|e| ConfigError::new(field("target"), e.to_string().replace("target: ", "")))
+    }
+}
+
+/// A validated configuration: what the daemon runs.
+#[derive(Debug)]
+pub struct Settings {
+    pub device: DeviceConfig,
+    pub mqtt: MqttConfig,
+    pub broker: Broker,
+    pub board: BoardProfile,
+    pub inputs: Vec<InputSpec>,
+    pub outputs: Vec<(PushDef, Target)>,
+}
+
+impl Settings {
+    pub fn stream_names(&self) -> BTreeSet<String> {
+        self.inputs.iter().map(|i| i.name.clone()).collect()
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Broker {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl Broker {
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let bad = |why: &str| ConfigError::new("mqtt.url", format!("'{text}' {why}"));
+        let url = url::Url::parse(text).map_err(|e| bad(&format!("is not a URL ({e})")))?;
+        let tls = match url.scheme() {
+            "mqtt" | "tcp" => false,
+            "mqtts" | "ssl" => true,
+            _ => return Err(bad("must start with mqtt:// or mqtts://")),
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(ConfigError::new(
+                "mqtt.url",
+                "carries credentials; put them in mqtt.username and mqtt.password",
+            ));
+        }
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| bad("has no host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
+        Ok(Broker { host, port, tls })
+    }
+}
+
+impl Config {
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("config", format!("reading {}: {e}", path.display())))?;
+        Self::parse(&text)?.validate()
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            // toml's message names the key and shows the line; keep it on
+            // one line for logs.
+            ConfigError::new(
+                "config",
+                e.to_string()
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
+        })
+    }
+
+    pub fn validate(self) -> Result<Settings, ConfigError> {
+        check_name("device.id", &self.device.id).map_err(ConfigError::from_capture)?;
+        let board = match &self.device.board_file {
+            Some(path) => BoardProfile::from_file(path),
+            None => BoardProfile::builtin(&self.device.board),
+        }
+        .map_err(|e| ConfigError::new("device.board", e.to_string()))?;
+
+        let m = &self.mqtt;
+        let broker = Broker::parse(&m.url)?;
+        if m.prefix.is_empty()
+            || m.prefix.starts_with('/')
+            || m.prefix.ends_with('/')
+            || m.prefix.contains(['+', '#', '\0'])
+        {
+            return Err(ConfigError::new(
+                "mqtt.prefix",
+                format!(
+                    "'{}' must be a topic without wildcards or leading/trailing '/'",
+                    m.prefix
+                ),
+            ));
+        }
+        if !(5..=300).contains(&m.keep_alive_s) {
+            return Err(ConfigError::new(
+                "mqtt.keep_alive_s",
+                format!("{} is outside 5..=300", m.keep_alive_s),
+            ));
+        }
+        if !(1..=3600).contains(&m.telemetry_interval_s) {
+            return Err(ConfigError::new(
+                "mqtt.telemetry_interval_s",
+                format!("{} is outside 1..=3600", m.telemetry_interval_s),
+            ));
+        }
+        if m.client_cert_file.is_some() != m.client_key_file.is_some() {
+            return Err(ConfigError::new(
+                "mqtt.client_cert_file",
+                "client_cert_file and client_key_file go together",
+            ));
+        }
+        if m.password.is_some() && m.username.is_none() {
+            return Err(ConfigError::new(
+                "mqtt.password",
+                "is set without mqtt.username",
+            ));
+        }
+        if (m.ca_file.is_some() || m.client_cert_file.is_some()) && !broker.tls {
+            return Err(ConfigError::new(
+                "mqtt.ca_file",
+                format!("TLS files are set but mqtt.url '{}' is not mqtts://", m.url),
+            ));
+        }
+
+        if self.inputs.is_empty() {
+            return Err(ConfigError::new("inputs", "at least one input is needed"));
+        }
+        let mut names = BTreeSet::new();
+        for (i, input) in self.inputs.iter().enumerate() {
+            let at = format!("inputs[{i}]");
+            input
+                .validate(&at, &board)
+                .map_err(ConfigError::from_capture)?;
+            if !names.insert(input.name.clone()) {
+                return Err(ConfigError::new(
+                    format!("{at}.name"),
+                    format!("'{}' is used by another input", input.name),
+                ));
+            }
+        }
+        let mut ids = BTreeSet::new();
+        let mut outputs = Vec::new();
+        for (i, def) in self.outputs.iter().enumerate() {
+            let at = format!("outputs[{i}]");
+            let target = def.validate(&at, &names)?;
+            if !ids.insert(def.id.clone()) {
+                return Err(ConfigError::new(
+                    format!("{at}.id"),
+                    format!("'{}' is used by another output", def.id),
+                ));
+            }
+            outputs.push((def.clone(), target));
+        }
+        Ok(Settings {
+            device: self.device,
+            mqtt: self.mqtt,
+            broker,
+            board,
+            inputs: self.inputs,
+            outputs,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "[device]\nid = \"enc-01\"\n[[inputs]]\nname = \"main\"\n";
+
+    fn err(text: &str) -> String {
+        match Config::parse(text).and_then(Config::validate) {
+            Ok(_) => panic!("accepted: {text}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let s = Config::parse(MINIMAL).unwrap().validate().unwrap();
+        assert_eq!(s.board.board.name, "generic-x86-64");
+        assert_eq!(s.mqtt.prefix, "fieldcast");
+        assert_eq!(
+            s.broker,
+            Broker {
+                host: "127.0.0.1".into(),
+                port: 1883,
+                tls: false
+            }
+        );
+    }
+
+    #[test]
+    fn examples_parse() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 1, "no example configs in {}", dir.display());
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        assert!(err(&format!("{MINIMAL}[mqtt]\nurll = \"x\"")).contains("urll"));
+        assert!(err(&format!("{MINIMAL}[device.extra]\n")).contains("extra"));
+        assert!(err(&format!(
+            "{MINIMAL}[[outputs]]\nid = \"a\"\nstream = \"main\"\ntarget = \"srt://h:1\"\nstart = true"
+        ))
+        .contains("start"));
+    }
+
+    #[test]
+    fn bad_values_name_field_and_value() {
+        let e = err(&format!(
+            "{MINIMAL}[[outputs]]\nid = \"a\"\nstream = \"nope\"\ntarget = \"srt://h:1\""
+        ));
+        assert!(
+            e.contains("outputs[0].stream") && e.contains("'nope'"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{MINIMAL}[[outputs]]\nid = \"a\"\nstream = \"main\"\ntarget = \"srt://h:1?passphrase=tooshort\""
+        ));
+        assert!(
+            e.contains("outputs[0].target") && !e.contains("tooshort"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{MINIMAL}[[outputs]]\nid = \"a\"\nstream = \"main\"\ntarget = \"rtmpx://h/a\""
+        ));
+        assert!(
+            e.contains("outputs[0].target") && e.contains("'rtmpx'"),
+            "{e}"
+        );
+        let e = err(&MINIMAL.replace("enc-01", "enc 01"));
+        assert!(e.contains("device.id") && e.contains("'enc 01'"), "{e}");
+        let e = err(&format!("{MINIMAL}[mqtt]\nurl = \"http://x\""));
+        assert!(e.contains("mqtt.url") && e.contains("http://x"), "{e}");
+        let e = err(&format!("{MINIMAL}[mqtt]\nprefix = \"a/#\""));
+        assert!(e.contains("mqtt.prefix"), "{e}");
+        let e = err(&MINIMAL.replace("[[inputs]]", "board = \"cray-1\"\n[[inputs]]"));
+        assert!(e.contains("device.board") && e.contains("cray-1"), "{e}");
+        let e = err(&format!("{MINIMAL}[[inputs]]\nname = \"main\""));
+        assert!(e.contains("inputs[1].name"), "{e}");
+        let e = err(&format!("{MINIMAL}[mqtt]\nurl = \"mqtt://u:secretpw@h\""));
+        assert!(e.contains("mqtt.url") && !e.contains("secretpw"), "{e}");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let text = format!(
+            "{MINIMAL}[mqtt]\nusername = \"u\"\npassword = \"brokerpw\"\n[[outputs]]\nid = \"a\"\nstream = \"main\"\ntarget = \"srt://h:1?passphrase=0123456789secret\""
+        );
+        let s = Config::parse(&text).unwrap().validate().unwrap();
+        let shown = format!("{s:?}");
+        assert!(
+            !shown.contains("brokerpw") && !shown.contains("0123456789secret"),
+            "{shown}"
+        );
+    }
+}

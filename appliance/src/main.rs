@@ -1,0 +1,110 @@
+//! `fieldcastd`: the Fieldcast daemon. Captures and encodes each configured
+//! input, feeds the media core, and answers to MQTT.
+
+mod command;
+mod config;
+mod controller;
+mod error;
+mod mqtt;
+mod store;
+mod topics;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(name = "fieldcastd", version, about = "Fieldcast encoder daemon")]
+struct Args {
+    /// The configuration file (TOML).
+    #[arg(long, short, default_value = "/etc/fieldcast/fieldcast.toml")]
+    config: PathBuf,
+    /// Check the configuration and print the capture pipelines, then exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_target(false)
+        .init();
+    let args = Args::parse();
+
+    let settings = match config::Config::load(&args.config) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("fieldcastd: {}: {e}", args.config.display());
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = gst::init() {
+        eprintln!("fieldcastd: GStreamer failed to initialise: {e}");
+        return ExitCode::FAILURE;
+    }
+    if args.check {
+        for input in &settings.inputs {
+            println!(
+                "input {}: {}",
+                input.name,
+                fieldcast_capture::describe::pipeline(input, &settings.board)
+            );
+        }
+        for (def, target) in &settings.outputs {
+            println!(
+                "output {}: stream {} -> {}",
+                def.id,
+                def.stream,
+                target.redacted()
+            );
+        }
+        return ExitCode::SUCCESS;
+    }
+    // rustls needs one process-wide crypto provider; ring builds everywhere
+    // Yocto does (aws-lc-rs needs cmake and NASM in the SDK).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("fieldcastd: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let (store, persisted, warning) = match store::Store::open(&settings.device.data_dir) {
+            Ok(s) => s,
+            Err(e) => {
+                error!(error = %e, "opening the data directory");
+                return ExitCode::FAILURE;
+            }
+        };
+        let topics = topics::Topics::new(&settings.mqtt.prefix, &settings.device.id);
+        info!(
+            device = %settings.device.id,
+            board = %settings.board.board.name,
+            broker = %format!("{}:{}", settings.broker.host, settings.broker.port),
+            topics = %topics.root(),
+            "fieldcastd starting"
+        );
+        let (client, incoming) = match mqtt::start(&settings, topics) {
+            Ok(c) => c,
+            Err(e) => {
+                error!(error = %e, "MQTT setup");
+                return ExitCode::FAILURE;
+            }
+        };
+        let c = controller::Controller::start(settings, client, store, persisted, warning);
+        c.run(incoming).await;
+        ExitCode::SUCCESS
+    })
+}

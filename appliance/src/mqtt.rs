@@ -1,0 +1,181 @@
+//! The MQTT 5 session (rumqttc): connects with a last will, keeps the
+//! connection with a short keep-alive, reconnects with backoff, and on every
+//! ConnAck announces the device online and subscribes to its commands again
+//! (a broker that lost the session has forgotten both).
+//!
+//! The event loop runs in its own task and hands commands to the controller
+//! over a channel; the controller publishes through the cloneable
+//! [`AsyncClient`]. The event-loop task itself only uses the non-blocking
+//! `try_` calls: awaiting the request channel from the task that drains it
+//! would deadlock once the channel is full.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use fieldcast_media::backoff::Backoff;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{LastWill, Packet, PublishProperties};
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::{TlsConfiguration, Transport};
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+use crate::config::Settings;
+use crate::topics::Topics;
+
+/// Largest packet we accept or send: state documents of a busy device are
+/// far above rumqttc's small default.
+const MAX_PACKET: u32 = 1 << 20;
+
+pub enum Incoming {
+    /// A (re)connection: the controller republishes its retained state.
+    Connected,
+    Command {
+        name: String,
+        payload: Bytes,
+        response_topic: Option<String>,
+        correlation: Option<Bytes>,
+    },
+}
+
+fn read(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("mqtt.{what}: reading {}: {e}", path.display()))
+}
+
+pub fn options(s: &Settings, topics: &Topics) -> anyhow::Result<MqttOptions> {
+    let m = &s.mqtt;
+    let client_id = m
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("fieldcast-{}", s.device.id));
+    let mut o = MqttOptions::new(client_id, s.broker.host.clone(), s.broker.port);
+    o.set_keep_alive(Duration::from_secs(m.keep_alive_s));
+    o.set_clean_start(true);
+    o.set_max_packet_size(Some(MAX_PACKET));
+    o.set_last_will(LastWill::new(
+        topics.status(),
+        "offline",
+        QoS::AtLeastOnce,
+        true,
+        None,
+    ));
+    if let Some(user) = &m.username {
+        o.set_credentials(user.clone(), m.password.clone().unwrap_or_default());
+    }
+    if s.broker.tls {
+        let client_auth = match (&m.client_cert_file, &m.client_key_file) {
+            (Some(c), Some(k)) => Some((read(c, "client_cert_file")?, read(k, "client_key_file")?)),
+            _ => None,
+        };
+        let tls = match &m.ca_file {
+            Some(ca) => TlsConfiguration::Simple {
+                ca: read(ca, "ca_file")?,
+                alpn: None,
+                client_auth,
+            },
+            None if client_auth.is_none() => TlsConfiguration::default(),
+            None => {
+                anyhow::bail!("mqtt.ca_file: a client certificate needs the broker's CA as well")
+            }
+        };
+        o.set_transport(Transport::tls_with_config(tls));
+    }
+    Ok(o)
+}
+
+/// Starts the session. Returns the client to publish with and the stream of
+/// commands.
+pub fn start(
+    s: &Settings,
+    topics: Topics,
+) -> anyhow::Result<(AsyncClient, mpsc::Receiver<Incoming>)> {
+    let opts = options(s, &topics)?;
+    let (client, mut eventloop) = AsyncClient::new(opts, 256);
+    let (tx, rx) = mpsc::channel(64);
+    let c = client.clone();
+    let broker = format!("{}:{}", s.broker.host, s.broker.port);
+    tokio::spawn(async move {
+        let backoff = Backoff {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+            factor: 2.0,
+        };
+        let mut failures = 0u32;
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    failures = 0;
+                    info!(%broker, "connected to MQTT broker");
+                    if let Err(e) = c.try_subscribe(topics.commands(), QoS::AtLeastOnce) {
+                        warn!(error = %e, "subscribing to commands");
+                    }
+                    if let Err(e) = c.try_publish(topics.status(), QoS::AtLeastOnce, true, "online")
+                    {
+                        warn!(error = %e, "publishing status");
+                    }
+                    if tx.send(Incoming::Connected).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                    let Some(name) = topics.command_of(&topic) else {
+                        continue;
+                    };
+                    let (response_topic, correlation) = match p.properties {
+                        Some(PublishProperties {
+                            response_topic,
+                            correlation_data,
+                            ..
+                        }) => (response_topic, correlation_data),
+                        None => (None, None),
+                    };
+                    let cmd = Incoming::Command {
+                        name: name.to_string(),
+                        payload: p.payload,
+                        response_topic,
+                        correlation,
+                    };
+                    if tx.send(cmd).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failures += 1;
+                    let delay = backoff.delay_random(failures);
+                    // rumqttc's errors carry no credentials; the broker
+                    // address is fine to log.
+                    warn!(%broker, error = %e, retry_in = ?delay, "MQTT connection failed");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
+    });
+    Ok((client, rx))
+}
+
+/// Publishes a reply: to the request's response topic with its correlation
+/// data (MQTT 5, section 4.10 "Request / Response"), or to the device's
+/// `reply/<command>` topic for clients that gave none.
+pub async fn reply(
+    client: &AsyncClient,
+    topics: &Topics,
+    command: &str,
+    response_topic: Option<String>,
+    correlation: Option<Bytes>,
+    body: Vec<u8>,
+) {
+    let topic = response_topic.unwrap_or_else(|| topics.reply(command));
+    let props = PublishProperties {
+        correlation_data: correlation,
+        content_type: Some("application/json".into()),
+        ..PublishProperties::default()
+    };
+    if let Err(e) = client
+        .publish_with_properties(topic, QoS::AtLeastOnce, false, body, props)
+        .await
+    {
+        warn!(error = %e, command, "publishing reply");
+    }
+}

@@ -1,0 +1,202 @@
+//! What the daemon must remember across restarts and power cuts: pushes
+//! added over MQTT and which pushes an operator stopped.
+//!
+//! Writes are atomic: the new content goes to a temporary file in the same
+//! directory, is fsynced, renamed over the old file (rename(2) is atomic on
+//! POSIX file systems), and the directory is fsynced so the rename itself is
+//! durable. A power cut at any point leaves either the old file or the new
+//! one, never a mix. The file holds secrets (target passphrases), so it is
+//! created readable by the daemon's user only.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::PushDef;
+
+const FILE: &str = "pushes.json";
+const VERSION: u32 = 1;
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Persisted {
+    pub version: u32,
+    /// Pushes added over MQTT, in the order they were added.
+    pub pushes: Vec<PushDef>,
+    /// Pushes (of either origin) an operator started or stopped: `false`
+    /// stays stopped after a restart until started again, whatever the
+    /// push's `enabled` says.
+    pub running: BTreeMap<String, bool>,
+}
+
+pub struct Store {
+    dir: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct StoreError {
+    pub path: String,
+    pub reason: String,
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating the directory. A file that cannot
+    /// be parsed is moved aside (never deleted) and reported in the second
+    /// value, and the daemon starts from the config file alone.
+    pub fn open(dir: &Path) -> Result<(Store, Persisted, Option<String>), StoreError> {
+        fs::create_dir_all(dir).map_err(|e| StoreError {
+            path: dir.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let store = Store {
+            dir: dir.to_path_buf(),
+        };
+        let path = store.path();
+        // A temporary file left by a cut mid-write is the unfinished new
+        // version; the old file is intact.
+        let _ = fs::remove_file(store.tmp_path());
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok((
+                    store,
+                    Persisted {
+                        version: VERSION,
+                        ..Persisted::default()
+                    },
+                    None,
+                ));
+            }
+            Err(e) => {
+                return Err(StoreError {
+                    path: path.display().to_string(),
+                    reason: e.to_string(),
+                });
+            }
+        };
+        match serde_json::from_slice::<Persisted>(&text) {
+            Ok(p) => Ok((store, p, None)),
+            Err(e) => {
+                let aside = dir.join(format!(
+                    "{FILE}.unreadable-{}",
+                    std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0)
+                ));
+                let _ = fs::rename(&path, &aside);
+                Ok((
+                    store,
+                    Persisted {
+                        version: VERSION,
+                        ..Persisted::default()
+                    },
+                    Some(format!(
+                        "{} could not be read ({e}); kept as {}",
+                        path.display(),
+                        aside.display()
+                    )),
+                ))
+            }
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(FILE)
+    }
+
+    fn tmp_path(&self) -> PathBuf {
+        self.dir.join(format!(".{FILE}.tmp"))
+    }
+
+    pub fn save(&self, p: &Persisted) -> Result<(), StoreError> {
+        let err = |path: &Path, e: std::io::Error| StoreError {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        };
+        let tmp = self.tmp_path();
+        let mut body = serde_json::to_vec_pretty(p).expect("store serializes");
+        body.push(b'\n');
+        {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)
+                .map_err(|e| err(&tmp, e))?;
+            f.write_all(&body).map_err(|e| err(&tmp, e))?;
+            f.sync_all().map_err(|e| err(&tmp, e))?;
+        }
+        let path = self.path();
+        fs::rename(&tmp, &path).map_err(|e| err(&path, e))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| err(&self.dir, e))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(id: &str) -> PushDef {
+        PushDef {
+            id: id.into(),
+            stream: "main".into(),
+            target: "srt://h:1?passphrase=0123456789abc".into(),
+            enabled: true,
+        }
+    }
+
+    #[test]
+    fn round_trip_and_private_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut p, warn) = Store::open(dir.path()).unwrap();
+        assert!(warn.is_none() && p.pushes.is_empty());
+        p.pushes.push(def("a"));
+        p.running.insert("a".into(), false);
+        store.save(&p).unwrap();
+        let (_, back, _) = Store::open(dir.path()).unwrap();
+        assert_eq!(back, p);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(store.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_cut_mid_write_keeps_the_old_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut p, _) = Store::open(dir.path()).unwrap();
+        p.pushes.push(def("a"));
+        store.save(&p).unwrap();
+        // The new version was half written when the power went.
+        fs::write(store.tmp_path(), b"{\"version\":1,\"pushes\":[{\"id\":").unwrap();
+        let (_, back, warn) = Store::open(dir.path()).unwrap();
+        assert!(warn.is_none());
+        assert_eq!(back.pushes, vec![def("a")]);
+        assert!(!store.tmp_path().exists());
+    }
+
+    #[test]
+    fn unreadable_file_is_kept_aside_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(FILE), b"garbage").unwrap();
+        let (_, p, warn) = Store::open(dir.path()).unwrap();
+        assert!(p.pushes.is_empty());
+        assert!(warn.unwrap().contains("kept as"));
+        let kept: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains("unreadable"))
+            .collect();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(fs::read(kept[0].path()).unwrap(), b"garbage");
+    }
+}

@@ -1,0 +1,498 @@
+//! Test harness: real peers on loopback. Each test gets its own ports, data
+//! directory and broker; heavy tests take [`serial`] so two encodes never
+//! share the two cores.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Packet, PublishProperties};
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+// Each #[tokio::test] has its own runtime; tokio's mutex works across them
+// and, unlike std's, may be held over the test's awaits.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Heavy tests run one at a time within a test binary.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
+/// A port free for both TCP and UDP right now.
+pub fn free_port() -> u16 {
+    loop {
+        let t = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = t.local_addr().unwrap().port();
+        if UdpSocket::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// A child process killed when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub name: String,
+}
+
+impl Proc {
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status();
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Debian's mosquitto on its own loopback port.
+pub struct Broker {
+    pub port: u16,
+    _proc: Proc,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (scripts/install-deps.sh)");
+        wait_until("mosquitto to listen", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Broker {
+            port,
+            _proc: Proc {
+                child,
+                name: "mosquitto".into(),
+            },
+            _dir: dir,
+        }
+    }
+}
+
+/// The daemon under test, with a config written from a template.
+pub struct Daemon {
+    pub proc: Proc,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+/// A small, cheap input for tests: 640x360 at 30 fps, 1 s GOP.
+pub fn config(device: &str, broker_port: u16, data_dir: &Path, extra: &str) -> String {
+    format!(
+        r#"
+[device]
+id = "{device}"
+data_dir = "{data}"
+
+[mqtt]
+url = "mqtt://127.0.0.1:{broker_port}"
+keep_alive_s = 5
+telemetry_interval_s = 1
+
+[[inputs]]
+name = "main"
+[inputs.encode]
+width = 640
+height = 360
+framerate = 30
+bitrate_kbps = 800
+gop_frames = 30
+profile = "high"
+audio_bitrate_kbps = 96
+
+{extra}
+"#,
+        data = data_dir.display()
+    )
+}
+
+impl Daemon {
+    /// Starts `fieldcastd` on `config_text` in `dir` (kept between restarts
+    /// of the same device).
+    pub fn start_in(dir: &Path, config_text: &str) -> Daemon {
+        std::fs::create_dir_all(dir).unwrap();
+        let config = dir.join("fieldcast.toml");
+        std::fs::write(&config, config_text).unwrap();
+        let log = dir.join(format!(
+            "fieldcastd-{}.log",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+        ));
+        let out = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_fieldcastd"))
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Daemon {
+            proc: Proc {
+                child,
+                name: "fieldcastd".into(),
+            },
+            dir: dir.to_path_buf(),
+            config,
+            log,
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        let mut s = String::new();
+        for entry in std::fs::read_dir(&self.dir).unwrap().flatten() {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with("fieldcastd-")
+            {
+                let mut f = std::fs::File::open(entry.path()).unwrap();
+                f.read_to_string(&mut s).unwrap();
+            }
+        }
+        s
+    }
+
+    /// Stops the daemon as systemd would (SIGTERM), waiting for it.
+    pub fn stop(mut self) -> Option<std::process::ExitStatus> {
+        self.proc.signal("TERM");
+        self.proc.wait_exit(Duration::from_secs(15))
+    }
+}
+
+/// An SRT receiver: `srt-live-transmit` listening, writing what it gets to a
+/// file.
+pub fn srt_receiver(port: u16, passphrase: Option<&str>, out: &Path) -> Proc {
+    let mut url = format!("srt://:{port}?mode=listener");
+    if let Some(p) = passphrase {
+        url.push_str(&format!("&passphrase={p}"));
+    }
+    let file = std::fs::File::create(out).unwrap();
+    let child = Command::new("srt-live-transmit")
+        .args(["-q", &url, "file://con"])
+        .stdout(file)
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("srt-live-transmit is installed (srt-tools)");
+    // It binds at once; give it a moment so the first call is not refused.
+    std::thread::sleep(Duration::from_millis(300));
+    Proc {
+        child,
+        name: "srt-live-transmit".into(),
+    }
+}
+
+/// `ffmpeg` calling our SRT listener and recording `seconds` of it.
+pub fn ffmpeg_caller(port: u16, seconds: u32, out: &Path) -> Proc {
+    let child = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-y", "-i"])
+        .arg(format!("srt://127.0.0.1:{port}?mode=caller"))
+        .args(["-t", &seconds.to_string(), "-c", "copy", "-f", "mpegts"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("ffmpeg is installed");
+    Proc {
+        child,
+        name: "ffmpeg".into(),
+    }
+}
+
+#[derive(Debug)]
+pub struct Probe {
+    pub video_codec: Option<String>,
+    pub width: Option<u64>,
+    pub height: Option<u64>,
+    pub audio_codec: Option<String>,
+    pub duration: f64,
+    pub first_video_keyframe: Option<bool>,
+}
+
+pub fn ffprobe(file: &Path) -> Probe {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_streams",
+            "-show_format",
+        ])
+        .arg(file)
+        .output()
+        .expect("ffprobe is installed");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let streams = v["streams"].as_array().cloned().unwrap_or_default();
+    let video = streams.iter().find(|s| s["codec_type"] == "video");
+    let audio = streams.iter().find(|s| s["codec_type"] == "audio");
+    let first = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "frame=key_frame",
+            "-read_intervals",
+            "%+#1",
+            "-print_format",
+            "json",
+        ])
+        .arg(file)
+        .output()
+        .ok()
+        .and_then(|o| serde_json::from_slice::<Value>(&o.stdout).ok())
+        .and_then(|v| v["frames"][0]["key_frame"].as_i64())
+        .map(|k| k == 1);
+    Probe {
+        video_codec: video.and_then(|s| s["codec_name"].as_str().map(String::from)),
+        width: video.and_then(|s| s["width"].as_u64()),
+        height: video.and_then(|s| s["height"].as_u64()),
+        audio_codec: audio.and_then(|s| s["codec_name"].as_str().map(String::from)),
+        duration: v["format"]["duration"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0.0),
+        first_video_keyframe: first,
+    }
+}
+
+/// What a full decode of the file complains about (continuity errors,
+/// corrupt packets, undecodable frames); empty for a clean stream.
+pub fn decode_errors(file: &Path) -> String {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i"])
+        .arg(file)
+        .args(["-f", "null", "-"])
+        .output()
+        .expect("ffmpeg is installed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// An MQTT 5 client that records every message under the device's topics
+/// and sends commands with a response topic and correlation data.
+pub struct Mqtt {
+    pub client: AsyncClient,
+    pub seen: Arc<Mutex<Vec<(String, Bytes, bool)>>>,
+    replies: mpsc::UnboundedReceiver<(Option<Bytes>, Value)>,
+    reply_topic: String,
+    next: u64,
+}
+
+impl Mqtt {
+    pub async fn connect(port: u16, watch: &str) -> Mqtt {
+        let id = format!("test-{}-{}", std::process::id(), free_port());
+        let mut o = MqttOptions::new(id.clone(), "127.0.0.1", port);
+        o.set_keep_alive(Duration::from_secs(5));
+        o.set_max_packet_size(Some(1 << 20));
+        let (client, mut el) = AsyncClient::new(o, 64);
+        let reply_topic = format!("test/{id}/reply");
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let (tx, replies) = mpsc::unbounded_channel();
+        let s = seen.clone();
+        let rt = reply_topic.clone();
+        let (ready_tx, mut ready) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = ready_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = ready_tx.send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                        if topic == rt {
+                            let corr = p.properties.and_then(|pp| pp.correlation_data);
+                            let v = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
+                            let _ = tx.send((corr, v));
+                        } else {
+                            s.lock().unwrap().push((topic, p.payload, p.retain));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        });
+        ready.recv().await;
+        client.subscribe(watch, QoS::AtLeastOnce).await.unwrap();
+        client
+            .subscribe(reply_topic.clone(), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        ready.recv().await;
+        ready.recv().await;
+        Mqtt {
+            client,
+            seen,
+            replies,
+            reply_topic,
+            next: 0,
+        }
+    }
+
+    /// Sends `payload` to `topic` and waits for the reply with our
+    /// correlation data.
+    pub async fn request(&mut self, topic: &str, payload: &str) -> Value {
+        self.next += 1;
+        let corr = Bytes::from(format!("req-{}", self.next));
+        let props = PublishProperties {
+            response_topic: Some(self.reply_topic.clone()),
+            correlation_data: Some(corr.clone()),
+            ..Default::default()
+        };
+        self.client
+            .publish_with_properties(topic, QoS::AtLeastOnce, false, payload.to_string(), props)
+            .await
+            .unwrap();
+        let end = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let r = tokio::time::timeout_at(end, self.replies.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no reply to {topic} {payload}"))
+                .unwrap();
+            if r.0.as_ref() == Some(&corr) {
+                return r.1;
+            }
+        }
+    }
+
+    /// The last message seen on `topic`.
+    pub fn last(&self, topic: &str) -> Option<Value> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|(t, _, _)| t == topic)
+            .map(|(_, p, _)| {
+                serde_json::from_slice(p)
+                    .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(p).into_owned()))
+            })
+    }
+
+    pub fn all_payloads(&self) -> String {
+        let seen = self.seen.lock().unwrap();
+        let mut s = String::new();
+        for (t, p, _) in seen.iter() {
+            s.push_str(t);
+            s.push(' ');
+            s.push_str(&String::from_utf8_lossy(p));
+            s.push('\n');
+        }
+        s
+    }
+
+    pub fn events(&self, topic: &str) -> Vec<Value> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _, _)| t == topic)
+            .filter_map(|(_, p, _)| serde_json::from_slice(p).ok())
+            .collect()
+    }
+
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut f: impl FnMut(&Mqtt) -> bool,
+    ) -> Duration {
+        let start = tokio::time::Instant::now();
+        while start.elapsed() < timeout {
+            if f(self) {
+                return start.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("timed out after {timeout:?} waiting for {what}");
+    }
+
+    /// Waits until the push `id` in the retained state has `state`.
+    pub async fn wait_push_state(
+        &self,
+        device: &str,
+        id: &str,
+        state: &str,
+        timeout: Duration,
+    ) -> Duration {
+        let topic = format!("fieldcast/{device}/state");
+        self.wait_for(&format!("push {id} to be {state}"), timeout, |m| {
+            m.last(&topic).is_some_and(|s| {
+                s["outputs"]
+                    .as_array()
+                    .is_some_and(|o| o.iter().any(|p| p["id"] == id && p["state"] == state))
+            })
+        })
+        .await
+    }
+
+    pub fn push_state(&self, device: &str, id: &str) -> Option<Value> {
+        let topic = format!("fieldcast/{device}/state");
+        self.last(&topic).and_then(|s| {
+            s["outputs"]
+                .as_array()
+                .and_then(|o| o.iter().find(|p| p["id"] == id).cloned())
+        })
+    }
+}
