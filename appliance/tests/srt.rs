@@ -277,3 +277,47 @@ async fn receiver_restart_resumes_on_a_keyframe() {
     let e = decode_errors(&second_out);
     assert!(e.trim().is_empty(), "decode errors after reconnect:\n{e}");
 }
+
+/// A receiver that hangs (SIGSTOP: socket open, nothing acknowledged) is a
+/// failed push, not a live one; when it wakes up the push recovers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_receiver_is_not_live() {
+    let _g = serial().await;
+    let broker = Broker::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let _daemon = Daemon::start_in(
+        tmp.path(),
+        &config(DEV, broker.port, &tmp.path().join("data"), ""),
+    );
+    let mut mqtt = Mqtt::connect(broker.port, &format!("fieldcast/{DEV}/#")).await;
+    let port = free_port();
+    let rx = srt_receiver(port, None, &tmp.path().join("hung.ts"));
+    let r = mqtt
+        .request(
+            &format!("fieldcast/{DEV}/cmd/push.add"),
+            &caller_push("ingest", port, ""),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    mqtt.wait_push_state(DEV, "ingest", "live", Duration::from_secs(20))
+        .await;
+    rx.signal("STOP");
+    let took = mqtt
+        .wait_for("the push to leave live", Duration::from_secs(15), |m| {
+            m.push_state(DEV, "ingest")
+                .is_some_and(|p| p["state"] != "live")
+        })
+        .await;
+    println!("hung receiver detected after {:.1} s", took.as_secs_f64());
+    mqtt.wait_for("the stall to be reported", Duration::from_secs(10), |m| {
+        m.push_state(DEV, "ingest").is_some_and(|p| {
+            p["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("stalled"))
+        })
+    })
+    .await;
+    rx.signal("CONT");
+    mqtt.wait_push_state(DEV, "ingest", "live", Duration::from_secs(40))
+        .await;
+}

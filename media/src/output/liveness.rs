@@ -25,7 +25,7 @@ impl Default for LivenessConfig {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(10),
-            stall_timeout: Duration::from_secs(4),
+            stall_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -170,7 +170,7 @@ mod tests {
         assert_eq!(l.observe(at(t0, 60), 0, 0, 0, true), Verdict::Waiting);
         assert_eq!(l.observe(at(t0, 61), 0, 5, 1, true), Verdict::Connecting);
         assert_eq!(l.observe(at(t0, 62), 3, 10, 1, true), Verdict::Live);
-        assert_eq!(l.observe(at(t0, 70), 3, 90, 1, true), Verdict::Connecting);
+        assert_eq!(l.observe(at(t0, 66), 3, 90, 1, true), Verdict::Connecting);
         assert_eq!(l.observe(at(t0, 71), 0, 0, 0, true), Verdict::Waiting);
     }
 }
