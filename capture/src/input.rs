@@ -287,6 +287,17 @@ async fn session(
     stop: &mut oneshot::Receiver<()>,
 ) -> Outcome {
     let failed = |reason: String| Outcome::Failed { reason, ran: false };
+    // The running clock is a nicety of the test pattern: a lean image
+    // without the pango plugin still gets its picture.
+    let mut spec = spec.clone();
+    if let VideoSource::TestPattern { clock_overlay, .. } = &mut spec.video
+        && *clock_overlay
+        && gst::ElementFactory::find("clockoverlay").is_none()
+    {
+        warn!(input = %spec.name, "clockoverlay (GStreamer pango plugin) is missing; test pattern without clock");
+        *clock_overlay = false;
+    }
+    let spec = &spec;
     for element in describe::required_elements(spec, board) {
         if gst::ElementFactory::find(&element).is_none() {
             let hint = if element == board.video_encoder.element {

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Runs every test: formatting, lints, unit tests and the integration tests
+# against real peers (mosquitto, srt-live-transmit, ffmpeg, ffprobe) on
+# loopback. Installs what it needs first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$HOME/.cargo/bin:$PATH"
+
+scripts/install-deps.sh
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --all-targets --locked
