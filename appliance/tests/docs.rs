@@ -25,17 +25,28 @@ fn examples(doc: &str) -> Vec<(String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn docs_examples_all_work() {
     let _g = serial().await;
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/mqtt.md")).unwrap();
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/mqtt.md")).unwrap();
     let ex = examples(&doc);
     let commands: std::collections::BTreeSet<_> = ex.iter().map(|(c, _)| c.as_str()).collect();
     // Every command of the contract has an example.
-    for c in ["push.add", "push.remove", "push.start", "push.stop", "push.list", "state.get"] {
+    for c in [
+        "push.add",
+        "push.remove",
+        "push.start",
+        "push.stop",
+        "push.list",
+        "state.get",
+    ] {
         assert!(commands.contains(c), "docs/mqtt.md has no example of {c}");
     }
 
     let broker = Broker::start();
     let tmp = tempfile::tempdir().unwrap();
-    let _daemon = Daemon::start_in(tmp.path(), &config(DEV, broker.port, &tmp.path().join("data"), ""));
+    let _daemon = Daemon::start_in(
+        tmp.path(),
+        &config(DEV, broker.port, &tmp.path().join("data"), ""),
+    );
     let mut mqtt = Mqtt::connect(broker.port, &format!("fieldcast/{DEV}/#")).await;
     mqtt.wait_for("device online", Duration::from_secs(20), |m| {
         m.last(&format!("fieldcast/{DEV}/status")) == Some(serde_json::json!("online"))
