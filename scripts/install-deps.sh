@@ -18,6 +18,8 @@ PACKAGES=(
   srt-tools ffmpeg
   # misc used by scripts
   curl ca-certificates procps
+  # test certificates for the MQTT-over-TLS tests
+  openssl
 )
 
 missing=()

@@ -1,0 +1,246 @@
+//! The broker side: TLS with a client certificate and a password, and a
+//! broker that goes away and comes back.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+
+const DEV: &str = "broker-test";
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let ok = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed")
+        .success();
+    assert!(ok, "openssl {args:?}");
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate.
+fn make_certs(dir: &Path) {
+    let days = ["-days", "2"];
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=fieldcast test CA",
+            days[0],
+            days[1],
+        ],
+    );
+    for (name, extra) in [
+        ("server", "subjectAltName=IP:127.0.0.1"),
+        ("client", "subjectAltName=DNS:broker-test"),
+    ] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+        std::fs::write(dir.join(format!("{name}.ext")), format!("{extra}\n")).unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-extfile",
+                &format!("{name}.ext"),
+                days[0],
+                days[1],
+            ],
+        );
+    }
+}
+
+struct TlsBroker {
+    plain: u16,
+    tls: u16,
+    _proc: Proc,
+}
+
+fn tls_broker(dir: &Path) -> TlsBroker {
+    make_certs(dir);
+    let pw = dir.join("passwords");
+    let ok = Command::new("mosquitto_passwd")
+        .args(["-b", "-c"])
+        .arg(&pw)
+        .args(["enc", "broker-secret-7"])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+    let (plain, tls) = (free_port(), free_port());
+    let d = dir.display();
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            // The test runs as root and its files are private: keep
+            // mosquitto from dropping to its own user.
+            "user root\nper_listener_settings true\npersistence false\n\
+             listener {plain} 127.0.0.1\nallow_anonymous true\n\
+             listener {tls} 127.0.0.1\nallow_anonymous false\npassword_file {pw}\n\
+             cafile {d}/ca.pem\ncertfile {d}/server.pem\nkeyfile {d}/server.key\n\
+             require_certificate true\n",
+            pw = pw.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until("mosquitto", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", tls)).is_ok()
+    });
+    TlsBroker {
+        plain,
+        tls,
+        _proc: Proc {
+            child,
+            name: "mosquitto".into(),
+        },
+    }
+}
+
+fn tls_config(dir: &Path, tls: u16, password: &str) -> String {
+    let d = dir.display();
+    config(DEV, 1, &dir.join("data"), "").replace(
+        "url = \"mqtt://127.0.0.1:1\"",
+        &format!(
+            "url = \"mqtts://127.0.0.1:{tls}\"\nusername = \"enc\"\npassword = \"{password}\"\n\
+             ca_file = \"{d}/ca.pem\"\nclient_cert_file = \"{d}/client.pem\"\nclient_key_file = \"{d}/client.key\""
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_client_certificate_and_password() {
+    let _g = serial().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let broker = tls_broker(tmp.path());
+    let mut mqtt = Mqtt::connect(broker.plain, &format!("fieldcast/{DEV}/#")).await;
+
+    // A wrong password: refused by the broker, retried, never logged.
+    let bad_dir = tmp.path().join("bad");
+    std::fs::create_dir_all(&bad_dir).unwrap();
+    for f in ["ca.pem", "client.pem", "client.key"] {
+        std::fs::copy(tmp.path().join(f), bad_dir.join(f)).unwrap();
+    }
+    let bad = Daemon::start_in(
+        &bad_dir,
+        &tls_config(&bad_dir, broker.tls, "not-the-password-3"),
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(mqtt.last(&format!("fieldcast/{DEV}/status")), None);
+    let log = bad.log_text();
+    assert!(log.contains("MQTT connection failed"), "{log}");
+    assert!(!log.contains("not-the-password-3"));
+    drop(bad);
+
+    let daemon = Daemon::start_in(
+        tmp.path(),
+        &tls_config(tmp.path(), broker.tls, "broker-secret-7"),
+    );
+    mqtt.wait_for("device online over TLS", Duration::from_secs(20), |m| {
+        m.last(&format!("fieldcast/{DEV}/status")) == Some(json!("online"))
+    })
+    .await;
+    let r = mqtt
+        .request(&format!("fieldcast/{DEV}/cmd/state.get"), "")
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(!daemon.log_text().contains("broker-secret-7"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_is_survived() {
+    let _g = serial().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = tmp.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+    )
+    .unwrap();
+    let start_broker = || {
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_until("mosquitto", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Proc {
+            child,
+            name: "mosquitto".into(),
+        }
+    };
+    let broker = start_broker();
+    let _daemon = Daemon::start_in(tmp.path(), &config(DEV, port, &tmp.path().join("data"), ""));
+    let mqtt = Mqtt::connect(port, &format!("fieldcast/{DEV}/#")).await;
+    mqtt.wait_for("online", Duration::from_secs(20), |m| {
+        m.last(&format!("fieldcast/{DEV}/status")) == Some(json!("online"))
+    })
+    .await;
+    drop(mqtt);
+    drop(broker);
+    // The broker is away for a while, then back with no memory at all.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _broker = start_broker();
+    let mut mqtt = Mqtt::connect(port, &format!("fieldcast/{DEV}/#")).await;
+    // Back online, its retained state republished, and it answers commands
+    // (it subscribed again).
+    mqtt.wait_for("online again with state", Duration::from_secs(40), |m| {
+        m.last(&format!("fieldcast/{DEV}/status")) == Some(json!("online"))
+            && m.last(&format!("fieldcast/{DEV}/state")).is_some()
+    })
+    .await;
+    let r = mqtt
+        .request(&format!("fieldcast/{DEV}/cmd/push.list"), "")
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+}
