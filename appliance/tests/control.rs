@@ -41,7 +41,7 @@ async fn invalid_commands_get_errors_and_change_nothing() {
         free_port()
     );
     let daemon = Daemon::start_in(tmp.path(), &cfg);
-    let mut mqtt = Mqtt::connect(broker.port, &format!("fieldcast/{DEV}/#")).await;
+    let mut mqtt = Mqtt::device(broker.port, DEV).await;
     online(&mqtt).await;
     let ok = mqtt.request(&topic("push.add"), &listener("keep")).await;
     assert_eq!(ok["ok"], true, "{ok}");
@@ -174,7 +174,7 @@ async fn pushes_survive_restart_and_power_cut() {
     let data = tmp.path().join("data");
     let cfg = config(DEV, broker.port, &data, "");
     let daemon = Daemon::start_in(tmp.path(), &cfg);
-    let mut mqtt = Mqtt::connect(broker.port, &format!("fieldcast/{DEV}/#")).await;
+    let mut mqtt = Mqtt::device(broker.port, DEV).await;
     online(&mqtt).await;
     let a = listener("alpha");
     let r = mqtt.request(&topic("push.add"), &a).await;
@@ -256,7 +256,7 @@ async fn state_events_and_telemetry_are_published_without_secrets() {
     let port = free_port();
     let cfg = config(DEV, broker.port, &data, "");
     let daemon = Daemon::start_in(tmp.path(), &cfg);
-    let mut mqtt = Mqtt::connect(broker.port, &format!("fieldcast/{DEV}/#")).await;
+    let mut mqtt = Mqtt::device(broker.port, DEV).await;
     online(&mqtt).await;
     let out = tmp.path().join("r.ts");
     let _rx = srt_receiver(port, Some("telemetry-secret-9"), &out);
@@ -309,7 +309,7 @@ async fn state_events_and_telemetry_are_published_without_secrets() {
         );
     }
     // Retained: a newcomer sees status and state at once.
-    let late = Mqtt::connect(broker.port, &format!("fieldcast/{DEV}/#")).await;
+    let late = Mqtt::device(broker.port, DEV).await;
     late.wait_for("retained state", Duration::from_secs(5), |m| {
         m.last(&format!("fieldcast/{DEV}/state")).is_some()
             && m.last(&format!("fieldcast/{DEV}/status")) == Some(json!("online"))
@@ -338,7 +338,7 @@ async fn missing_device_is_an_input_error_not_a_crash() {
         "[inputs.video]\nsource = \"v4l2\"\ndevice = \"/dev/video-missing-42\"\n[inputs.audio]\nsource = \"none\"\n[inputs.encode]",
     );
     let mut daemon = Daemon::start_in(tmp.path(), &cfg);
-    let mut mqtt = Mqtt::connect(broker.port, &format!("fieldcast/{DEV}/#")).await;
+    let mut mqtt = Mqtt::device(broker.port, DEV).await;
     online(&mqtt).await;
     mqtt.wait_for("the input to be retried", Duration::from_secs(30), |m| {
         m.last(&format!("fieldcast/{DEV}/state"))

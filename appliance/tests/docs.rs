@@ -47,7 +47,7 @@ async fn docs_examples_all_work() {
         tmp.path(),
         &config(DEV, broker.port, &tmp.path().join("data"), ""),
     );
-    let mut mqtt = Mqtt::connect(broker.port, &format!("fieldcast/{DEV}/#")).await;
+    let mut mqtt = Mqtt::device(broker.port, DEV).await;
     mqtt.wait_for("device online", Duration::from_secs(20), |m| {
         m.last(&format!("fieldcast/{DEV}/status")) == Some(serde_json::json!("online"))
     })

@@ -26,7 +26,7 @@ async fn caller_push_reaches_srt_live_transmit() {
         tmp.path(),
         &config(DEV, broker.port, &tmp.path().join("data"), ""),
     );
-    let mut mqtt = Mqtt::connect(broker.port, &format!("fieldcast/{DEV}/#")).await;
+    let mut mqtt = Mqtt::device(broker.port, DEV).await;
     mqtt.wait_for("device online", Duration::from_secs(20), |m| {
         m.last(&format!("fieldcast/{DEV}/status")) == Some(serde_json::json!("online"))
     })
@@ -97,7 +97,7 @@ async fn listener_and_caller_from_one_encode_both_decode() {
         tmp.path(),
         &config(DEV, broker.port, &tmp.path().join("data"), &extra),
     );
-    let mut mqtt = Mqtt::connect(broker.port, &format!("fieldcast/{DEV}/#")).await;
+    let mut mqtt = Mqtt::device(broker.port, DEV).await;
     mqtt.wait_push_state(DEV, "program", "waiting", Duration::from_secs(20))
         .await;
 
@@ -122,6 +122,16 @@ async fn listener_and_caller_from_one_encode_both_decode() {
         ffmpeg.wait_exit(Duration::from_secs(30)).is_some(),
         "ffmpeg did not finish"
     );
+    // The next viewer of the listener starts on a keyframe too.
+    let again = tmp.path().join("listener-again.ts");
+    let mut ffmpeg2 = ffmpeg_caller(lport, 3, &again);
+    assert!(
+        ffmpeg2.wait_exit(Duration::from_secs(30)).is_some(),
+        "second ffmpeg did not finish"
+    );
+    let a = ffprobe(&again);
+    assert_eq!(a.video_codec.as_deref(), Some("h264"), "{a:?}");
+    assert_eq!(a.first_video_keyframe, Some(true), "second caller: {a:?}");
 
     let r = mqtt
         .request(
@@ -169,7 +179,7 @@ async fn wrong_passphrase_is_an_output_error() {
         tmp.path(),
         &config(DEV, broker.port, &tmp.path().join("data"), ""),
     );
-    let mut mqtt = Mqtt::connect(broker.port, &format!("fieldcast/{DEV}/#")).await;
+    let mut mqtt = Mqtt::device(broker.port, DEV).await;
     mqtt.wait_for("the input to run", Duration::from_secs(20), |m| {
         m.last(&format!("fieldcast/{DEV}/state"))
             .is_some_and(|s| s["inputs"][0]["state"] == "running")
@@ -227,7 +237,7 @@ async fn receiver_restart_resumes_on_a_keyframe() {
         tmp.path(),
         &config(DEV, broker.port, &tmp.path().join("data"), ""),
     );
-    let mut mqtt = Mqtt::connect(broker.port, &format!("fieldcast/{DEV}/#")).await;
+    let mut mqtt = Mqtt::device(broker.port, DEV).await;
     let port = free_port();
     let mut first = srt_receiver(port, None, &tmp.path().join("first.ts"));
     let r = mqtt
@@ -279,7 +289,8 @@ async fn receiver_restart_resumes_on_a_keyframe() {
 }
 
 /// A receiver that hangs (SIGSTOP: socket open, nothing acknowledged) is a
-/// failed push, not a live one; when it wakes up the push recovers.
+/// failed push, not a live one; the encoder and a healthy output beside it
+/// are not disturbed; when it wakes up the push recovers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_receiver_is_not_live() {
     let _g = serial().await;
@@ -289,7 +300,7 @@ async fn a_hung_receiver_is_not_live() {
         tmp.path(),
         &config(DEV, broker.port, &tmp.path().join("data"), ""),
     );
-    let mut mqtt = Mqtt::connect(broker.port, &format!("fieldcast/{DEV}/#")).await;
+    let mut mqtt = Mqtt::device(broker.port, DEV).await;
     let port = free_port();
     let rx = srt_receiver(port, None, &tmp.path().join("hung.ts"));
     let r = mqtt
@@ -301,6 +312,31 @@ async fn a_hung_receiver_is_not_live() {
     assert_eq!(r["ok"], true, "{r}");
     mqtt.wait_push_state(DEV, "ingest", "live", Duration::from_secs(20))
         .await;
+    // A healthy output beside it, from the same encode.
+    let port2 = free_port();
+    let healthy_out = tmp.path().join("healthy.ts");
+    let mut healthy = srt_receiver(port2, None, &healthy_out);
+    let r = mqtt
+        .request(
+            &format!("fieldcast/{DEV}/cmd/push.add"),
+            &caller_push("healthy", port2, ""),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    mqtt.wait_push_state(DEV, "healthy", "live", Duration::from_secs(20))
+        .await;
+    let telemetry = |m: &Mqtt, path: &[&str]| {
+        let mut v = m
+            .last(&format!("fieldcast/{DEV}/telemetry"))
+            .unwrap_or_default();
+        for p in path {
+            v = v[*p].clone();
+        }
+        v.as_u64().unwrap_or(0)
+    };
+    let frames_before = telemetry(&mqtt, &["streams", "main", "frames"]);
+    let bytes_before = telemetry(&mqtt, &["outputs", "healthy", "bytes_sent"]);
+
     rx.signal("STOP");
     let took = mqtt
         .wait_for("the push to leave live", Duration::from_secs(15), |m| {
@@ -317,7 +353,91 @@ async fn a_hung_receiver_is_not_live() {
         })
     })
     .await;
+    // Meanwhile the encoder and the other output went on undisturbed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let frames_after = telemetry(&mqtt, &["streams", "main", "frames"]);
+    let bytes_after = telemetry(&mqtt, &["outputs", "healthy", "bytes_sent"]);
+    assert!(
+        frames_after > frames_before + 100,
+        "encoder: {frames_before} -> {frames_after}"
+    );
+    assert!(
+        bytes_after > bytes_before + 100_000,
+        "healthy output: {bytes_before} -> {bytes_after}"
+    );
+    let h = mqtt.push_state(DEV, "healthy").unwrap();
+    assert_eq!(h["state"], "live", "{h}");
+    assert_eq!(h["reconnects"], 0, "{h}");
+
     rx.signal("CONT");
     mqtt.wait_push_state(DEV, "ingest", "live", Duration::from_secs(40))
         .await;
+    let r = mqtt
+        .request(
+            &format!("fieldcast/{DEV}/cmd/push.stop"),
+            r#"{"id":"healthy"}"#,
+        )
+        .await;
+    assert_eq!(r["ok"], true);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    healthy.signal("INT");
+    healthy.wait_exit(Duration::from_secs(5));
+    let e = decode_errors(&healthy_out);
+    assert!(
+        e.trim().is_empty(),
+        "the healthy output's stream has errors:\n{e}"
+    );
+}
+
+/// Rendezvous: both ends call each other on the same port (here from two
+/// loopback addresses, as two hosts would).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rendezvous_push() {
+    let _g = serial().await;
+    let broker = Broker::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let _daemon = Daemon::start_in(
+        tmp.path(),
+        &config(DEV, broker.port, &tmp.path().join("data"), ""),
+    );
+    let mut mqtt = Mqtt::device(broker.port, DEV).await;
+    let port = free_port();
+    let out = tmp.path().join("rv.ts");
+    let child = std::process::Command::new("srt-live-transmit")
+        .args([
+            "-q",
+            &format!("srt://127.0.0.1:{port}?mode=rendezvous&adapter=127.0.0.2"),
+            "file://con",
+        ])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut peer = Proc {
+        child,
+        name: "srt-live-transmit".into(),
+    };
+    let r = mqtt
+        .request(
+            &format!("fieldcast/{DEV}/cmd/push.add"),
+            &format!(
+                r#"{{"id":"rv","stream":"main","target":"srt://127.0.0.2:{port}?mode=rendezvous&adapter=127.0.0.1"}}"#
+            ),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    mqtt.wait_push_state(DEV, "rv", "live", Duration::from_secs(20))
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let r = mqtt
+        .request(&format!("fieldcast/{DEV}/cmd/push.stop"), r#"{"id":"rv"}"#)
+        .await;
+    assert_eq!(r["ok"], true);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    peer.signal("INT");
+    peer.wait_exit(Duration::from_secs(5));
+    let p = ffprobe(&out);
+    assert_eq!(p.video_codec.as_deref(), Some("h264"), "{p:?}");
+    assert_eq!(p.audio_codec.as_deref(), Some("aac"), "{p:?}");
+    assert_eq!(p.first_video_keyframe, Some(true), "{p:?}");
 }

@@ -47,6 +47,10 @@ pub struct SrtTarget {
     pub pbkeylen: Option<u8>,
     /// SRT latency in milliseconds (the TSBPD delay; libsrt's default is 120).
     pub latency_ms: Option<u32>,
+    /// Local address to send from (`adapter`, as in libsrt's tools): picks
+    /// the interface on a multi-homed box; for rendezvous, the address the
+    /// peer calls back.
+    pub adapter: Option<std::net::IpAddr>,
 }
 
 /// libsrt accepts passphrases of 10 to 79 characters (SRTO_PASSPHRASE).
@@ -91,6 +95,9 @@ impl SrtTarget {
         }
         if let Some(l) = self.latency_ms {
             s.push_str(&format!("&latency={l}"));
+        }
+        if let Some(a) = self.adapter {
+            s.push_str(&format!("&adapter={a}"));
         }
         s
     }
@@ -158,6 +165,7 @@ impl TryFrom<&str> for SrtTarget {
         let mut passphrase = None;
         let mut pbkeylen = None;
         let mut latency_ms = None;
+        let mut adapter = None;
         for (key, value) in url.query_pairs() {
             match key.as_ref() {
                 "mode" => {
@@ -214,9 +222,14 @@ impl TryFrom<&str> for SrtTarget {
                     }
                     latency_ms = Some(v);
                 }
+                "adapter" => {
+                    adapter = Some(value.parse().map_err(|_| {
+                        Error::Target(format!("adapter '{value}' is not an IP address"))
+                    })?);
+                }
                 other => {
                     return Err(Error::Target(format!(
-                        "unknown SRT option '{other}' (known: mode, streamid, passphrase, pbkeylen, latency)"
+                        "unknown SRT option '{other}' (known: mode, streamid, passphrase, pbkeylen, latency, adapter)"
                     )));
                 }
             }
@@ -245,6 +258,7 @@ impl TryFrom<&str> for SrtTarget {
             passphrase,
             pbkeylen,
             latency_ms,
+            adapter,
         })
     }
 }
@@ -387,6 +401,15 @@ mod tests {
         assert_eq!(t.pbkeylen, Some(32));
         assert_eq!(t.latency_ms, Some(250));
         assert_eq!(t.sink_uri(), "srt://ingest.example:9000");
+        let r =
+            SrtTarget::try_from("srt://10.1.1.2:7000?mode=rendezvous&adapter=10.1.1.1").unwrap();
+        assert_eq!(r.mode, SrtMode::Rendezvous);
+        assert_eq!(r.adapter, Some("10.1.1.1".parse().unwrap()));
+        assert!(r.redacted().ends_with("&adapter=10.1.1.1"));
+        let e = SrtTarget::try_from("srt://h:1?adapter=eth0")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("adapter 'eth0'"), "{e}");
     }
 
     #[test]

@@ -390,6 +390,19 @@ impl Mqtt {
         }
     }
 
+    /// Watches the device's topics and waits until it is online: it
+    /// subscribes to its commands before it says so, so requests sent after
+    /// this are never lost.
+    pub async fn device(port: u16, device: &str) -> Mqtt {
+        let m = Mqtt::connect(port, &format!("fieldcast/{device}/#")).await;
+        let status = format!("fieldcast/{device}/status");
+        m.wait_for("the device to be online", Duration::from_secs(30), |m| {
+            m.last(&status) == Some(Value::String("online".into()))
+        })
+        .await;
+        m
+    }
+
     /// Sends `payload` to `topic` and waits for the reply with our
     /// correlation data.
     pub async fn request(&mut self, topic: &str, payload: &str) -> Value {

@@ -63,28 +63,47 @@ pub fn build_srt(output: &str, target: &SrtTarget, tracks: &[Track]) -> Result<B
     sink.set_property("uri", target.sink_uri());
     sink.set_property_from_str("mode", target.mode.gst_nick());
     let mut listener_peers = None;
-    if target.mode == SrtMode::Listener {
-        let peers = Arc::new(AtomicUsize::new(0));
-        let p = peers.clone();
-        sink.connect("caller-added", false, move |_| {
-            p.fetch_add(1, Ordering::SeqCst);
-            None
-        });
-        let p = peers.clone();
-        sink.connect("caller-removed", false, move |_| {
-            let _ = p.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-            None
-        });
-        listener_peers = Some(peers);
-        // srtsink binds a listener to `localaddress`/`localport`, not to the
-        // URI's address (with a host in the URI it binds port 0).
-        let bind = if target.host.is_empty() {
-            "0.0.0.0"
-        } else {
-            target.host.as_str()
-        };
-        sink.set_property("localaddress", bind);
-        sink.set_property("localport", u32::from(target.port));
+    match target.mode {
+        SrtMode::Listener => {
+            // srtsink binds a listener to `localaddress`/`localport`, not to
+            // the URI's address (with a host in the URI it binds port 0).
+            let bind = if target.host.is_empty() {
+                "0.0.0.0"
+            } else {
+                target.host.as_str()
+            };
+            sink.set_property("localaddress", bind);
+            sink.set_property("localport", u32::from(target.port));
+            let peers = Arc::new(AtomicUsize::new(0));
+            let p = peers.clone();
+            sink.connect("caller-added", false, move |_| {
+                p.fetch_add(1, Ordering::SeqCst);
+                None
+            });
+            let p = peers.clone();
+            sink.connect("caller-removed", false, move |_| {
+                let _ = p.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+                None
+            });
+            listener_peers = Some(peers);
+        }
+        SrtMode::Rendezvous => {
+            // Both ends of a rendezvous use the same port (libsrt's
+            // convention, and what its tools do), from the adapter's address
+            // if given.
+            let bind = target
+                .adapter
+                .map_or_else(|| "0.0.0.0".to_string(), |a| a.to_string());
+            sink.set_property("localaddress", bind);
+            sink.set_property("localport", u32::from(target.port));
+        }
+        SrtMode::Caller => {
+            if let Some(a) = target.adapter {
+                sink.set_property("localaddress", a.to_string());
+                // Any free port: a caller's source port does not matter.
+                sink.set_property("localport", 0u32);
+            }
+        }
     }
     // Reconnects are ours (bounded backoff with jitter, resuming on a
     // keyframe); GStreamer's own loop would hide failures from liveness.
