@@ -22,6 +22,16 @@ CONF
 mosquitto -c "$STATE/mosquitto.conf" > "$STATE/mosquitto.log" 2>&1 &
 BROKER=$!
 trap 'kill $BROKER 2>/dev/null || true' EXIT
+for _ in $(seq 50); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$MQTT_PORT") 2>/dev/null && break
+  kill -0 "$BROKER" 2>/dev/null || break
+  sleep 0.1
+done
+if ! kill -0 "$BROKER" 2>/dev/null; then
+  echo "demo: mosquitto could not start on 127.0.0.1:$MQTT_PORT (in use?); set FIELDCAST_DEMO_MQTT_PORT" >&2
+  cat "$STATE/mosquitto.log" >&2
+  exit 1
+fi
 
 cat > "$STATE/fieldcast.toml" <<CONF
 # Built-in defaults: 1280x720 at 30 fps, 3 Mbit/s H.264 High + AAC.

@@ -26,6 +26,8 @@ use crate::topics::Topics;
 /// Largest packet we accept or send: state documents of a busy device are
 /// far above rumqttc's small default.
 const MAX_PACKET: u32 = 1 << 20;
+/// A connection that lasted this long was a good one.
+const STABLE: Duration = Duration::from_secs(10);
 
 pub enum Incoming {
     /// A (re)connection: the controller republishes its retained state.
@@ -90,6 +92,7 @@ pub fn start(
     topics: Topics,
 ) -> anyhow::Result<(AsyncClient, mpsc::Receiver<Incoming>)> {
     let opts = options(s, &topics)?;
+    let client_id = opts.client_id();
     let (client, mut eventloop) = AsyncClient::new(opts, 256);
     let (tx, rx) = mpsc::channel(64);
     let c = client.clone();
@@ -101,10 +104,11 @@ pub fn start(
             factor: 2.0,
         };
         let mut failures = 0u32;
+        let mut connected_at: Option<tokio::time::Instant> = None;
         loop {
             match eventloop.poll().await {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    failures = 0;
+                    connected_at = Some(tokio::time::Instant::now());
                     info!(%broker, "connected to MQTT broker");
                     if let Err(e) = c.try_subscribe(topics.commands(), QoS::AtLeastOnce) {
                         warn!(error = %e, "subscribing to commands");
@@ -142,7 +146,18 @@ pub fn start(
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    // Only a connection that held for a while resets the
+                    // backoff: a broker that accepts and then drops us at
+                    // once must not be hammered twice a second.
+                    let held = connected_at.take().map(|t| t.elapsed());
+                    if held.is_some_and(|h| h >= STABLE) {
+                        failures = 0;
+                    }
                     failures += 1;
+                    if held.is_some_and(|h| h < STABLE) && failures >= 3 {
+                        // What this usually is, in the field.
+                        warn!(%broker, %client_id, "the broker keeps closing the connection right after accepting it; is another client using the same client id (same device id)?");
+                    }
                     let delay = backoff.delay_random(failures);
                     // rumqttc's errors carry no credentials; the broker
                     // address is fine to log.

@@ -244,3 +244,29 @@ async fn broker_restart_is_survived() {
         .await;
     assert_eq!(r["ok"], true, "{r}");
 }
+
+/// Two devices configured with the same id take each other's MQTT session
+/// over and over; the daemon backs off and says what is likely wrong.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_device_id_is_reported() {
+    let _g = serial().await;
+    let broker = Broker::start();
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let one = Daemon::start_in(
+        a.path(),
+        &config(DEV, broker.port, &a.path().join("data"), ""),
+    );
+    let two = Daemon::start_in(
+        b.path(),
+        &config(DEV, broker.port, &b.path().join("data"), ""),
+    );
+    let hint = "same client id";
+    wait_until("the duplicate id hint", Duration::from_secs(40), || {
+        one.log_text().contains(hint) || two.log_text().contains(hint)
+    });
+    // Backing off, not flapping twice a second.
+    let flaps = one.log_text().matches("MQTT connection failed").count()
+        + two.log_text().matches("MQTT connection failed").count();
+    assert!(flaps < 40, "{flaps} reconnects");
+}
