@@ -122,23 +122,10 @@ fn tls_broker(dir: &Path) -> TlsBroker {
         ),
     )
     .unwrap();
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until("mosquitto", Duration::from_secs(10), || {
-        std::net::TcpStream::connect(("127.0.0.1", tls)).is_ok()
-    });
     TlsBroker {
         plain,
         tls,
-        _proc: Proc {
-            child,
-            name: "mosquitto".into(),
-        },
+        _proc: mosquitto(&conf, tls),
     }
 }
 
@@ -203,22 +190,7 @@ async fn broker_restart_is_survived() {
         format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
     )
     .unwrap();
-    let start_broker = || {
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_until("mosquitto", Duration::from_secs(10), || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        Proc {
-            child,
-            name: "mosquitto".into(),
-        }
-    };
+    let start_broker = || mosquitto(&conf, port);
     let broker = start_broker();
     let _daemon = Daemon::start_in(tmp.path(), &config(DEV, port, &tmp.path().join("data"), ""));
     let mqtt = Mqtt::connect(port, &format!("fieldcast/{DEV}/#")).await;

@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::time::Duration;
-
 use support::*;
 
 const DEV: &str = "docs-test";
@@ -41,17 +39,7 @@ async fn docs_examples_all_work() {
         assert!(commands.contains(c), "docs/mqtt.md has no example of {c}");
     }
 
-    let broker = Broker::start();
-    let tmp = tempfile::tempdir().unwrap();
-    let _daemon = Daemon::start_in(
-        tmp.path(),
-        &config(DEV, broker.port, &tmp.path().join("data"), ""),
-    );
-    let mut mqtt = Mqtt::device(broker.port, DEV).await;
-    mqtt.wait_for("device online", Duration::from_secs(20), |m| {
-        m.last(&format!("fieldcast/{DEV}/status")) == Some(serde_json::json!("online"))
-    })
-    .await;
+    let mut rig = Rig::start(DEV, "").await;
     let (p1, p2) = (free_port(), free_port());
     for (cmd, payload) in ex {
         let payload = payload
@@ -59,9 +47,7 @@ async fn docs_examples_all_work() {
             .replace(":9002", &format!(":{p2}"));
         serde_json::from_str::<serde_json::Value>(&payload)
             .unwrap_or_else(|e| panic!("docs example of {cmd} is not JSON: {e}\n{payload}"));
-        let r = mqtt
-            .request(&format!("fieldcast/{DEV}/cmd/{cmd}"), &payload)
-            .await;
+        let r = rig.cmd(&cmd, &payload).await;
         assert_eq!(r["ok"], true, "docs example {cmd} {payload} failed: {r}");
         assert_eq!(r["command"], cmd.as_str());
     }

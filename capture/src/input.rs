@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fieldcast_media::backoff::Backoff;
+use fieldcast_media::pipeline_util::{change_state, error_reason, pending_error};
 use fieldcast_media::{EncodedFrame, Stream, Track};
 use futures::StreamExt;
 use gst::prelude::*;
@@ -206,21 +207,6 @@ enum Outcome {
     Failed { reason: String, ran: bool },
 }
 
-fn describe_error(e: &gst::message::Error) -> String {
-    let mut s = e.error().to_string();
-    if let Some(d) = e.debug()
-        && let Some(last) = d.lines().skip(1).last()
-    {
-        let last = last.trim();
-        if !last.is_empty() && !s.contains(last) {
-            s.push_str(" (");
-            s.push_str(last);
-            s.push(')');
-        }
-    }
-    s
-}
-
 fn connect_sink(
     pipeline: &gst::Pipeline,
     name: &str,
@@ -267,14 +253,6 @@ fn connect_sink(
             .build(),
     );
     Ok(())
-}
-
-async fn change_state(pipeline: &gst::Pipeline, state: gst::State) -> Result<(), String> {
-    let p = pipeline.clone();
-    tokio::task::spawn_blocking(move || p.set_state(state).map(|_| ()))
-        .await
-        .map_err(|e| format!("state change task: {e}"))?
-        .map_err(|_| format!("pipeline refused to go to {state:?}"))
 }
 
 async fn session(
@@ -342,14 +320,7 @@ async fn session(
 
     let outcome = 'run: {
         if let Err(e) = change_state(&pipeline, gst::State::Playing).await {
-            let mut reason = e;
-            while let Some(Some(msg)) = futures::FutureExt::now_or_never(bus.next()) {
-                if let gst::MessageView::Error(err) = msg.view() {
-                    reason = describe_error(err);
-                    break;
-                }
-            }
-            break 'run failed(reason);
+            break 'run failed(pending_error(&mut bus).unwrap_or(e));
         }
         info!(input = %spec.name, pipeline = %description, "capture pipeline playing");
         let started = tokio::time::Instant::now();
@@ -363,7 +334,7 @@ async fn session(
                     let ran = last_frame_at.is_some();
                     let Some(msg) = msg else { break 'run Outcome::Failed { reason: "bus closed".into(), ran } };
                     match msg.view() {
-                        gst::MessageView::Error(e) => break 'run Outcome::Failed { reason: describe_error(e), ran },
+                        gst::MessageView::Error(e) => break 'run Outcome::Failed { reason: error_reason(e), ran },
                         gst::MessageView::Eos(_) => break 'run Outcome::Failed { reason: "source ended".into(), ran },
                         _ => {}
                     }

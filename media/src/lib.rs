@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod error;
 pub mod frame;
 pub mod output;
+pub mod pipeline_util;
 pub mod srt;
 pub mod stream;
 

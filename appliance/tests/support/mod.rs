@@ -91,6 +91,24 @@ pub struct Broker {
     _dir: tempfile::TempDir,
 }
 
+/// Starts `mosquitto -c conf` and waits until it listens on `port`.
+pub fn mosquitto(conf: &Path, port: u16) -> Proc {
+    let child = Command::new("mosquitto")
+        .arg("-c")
+        .arg(conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto is installed (scripts/install-deps.sh)");
+    wait_until("mosquitto to listen", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    Proc {
+        child,
+        name: "mosquitto".into(),
+    }
+}
+
 impl Broker {
     pub fn start() -> Broker {
         let dir = tempfile::tempdir().unwrap();
@@ -101,24 +119,71 @@ impl Broker {
             format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
         )
         .unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed (scripts/install-deps.sh)");
-        wait_until("mosquitto to listen", Duration::from_secs(10), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
         Broker {
             port,
-            _proc: Proc {
-                child,
-                name: "mosquitto".into(),
-            },
+            _proc: mosquitto(&conf, port),
             _dir: dir,
         }
+    }
+}
+
+/// The usual setup: a broker, a daemon on the test config (plus `extra`)
+/// in its own directory, and a client that saw it come online.
+pub struct Rig {
+    pub dev: &'static str,
+    pub mqtt: Mqtt,
+    pub daemon: Daemon,
+    pub broker: Broker,
+    pub tmp: tempfile::TempDir,
+}
+
+impl Rig {
+    pub async fn start(dev: &'static str, extra: &str) -> Rig {
+        let broker = Broker::start();
+        let tmp = tempfile::tempdir().unwrap();
+        let daemon = Daemon::start_in(
+            tmp.path(),
+            &config(dev, broker.port, &tmp.path().join("data"), extra),
+        );
+        let mqtt = Mqtt::device(broker.port, dev).await;
+        Rig {
+            dev,
+            mqtt,
+            daemon,
+            broker,
+            tmp,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    pub fn topic(&self, leaf: &str) -> String {
+        format!("fieldcast/{}/{leaf}", self.dev)
+    }
+
+    /// Sends a command and returns the whole reply.
+    pub async fn cmd(&mut self, cmd: &str, payload: &str) -> Value {
+        let t = self.topic(&format!("cmd/{cmd}"));
+        self.mqtt.request(&t, payload).await
+    }
+
+    /// Sends a command that must succeed.
+    pub async fn ok(&mut self, cmd: &str, payload: &str) -> Value {
+        let r = self.cmd(cmd, payload).await;
+        assert_eq!(r["ok"], true, "{cmd} {payload}: {r}");
+        r
+    }
+
+    pub async fn wait_push(&self, id: &str, state: &str) -> Duration {
+        self.mqtt
+            .wait_push_state(self.dev, id, state, Duration::from_secs(30))
+            .await
+    }
+
+    pub fn push(&self, id: &str) -> Option<Value> {
+        self.mqtt.push_state(self.dev, id)
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::{FutureExt, StreamExt};
+use futures::StreamExt;
 use gst::prelude::*;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -27,6 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::backoff::Backoff;
 use crate::frame::{EncodedFrame, Track};
+use crate::pipeline_util::{change_state, error_reason, pending_error};
 use crate::srt::{SrtStats, SrtTarget};
 use crate::stream::Stream;
 use liveness::{Liveness, LivenessConfig, Verdict};
@@ -307,43 +308,6 @@ async fn run(
     }
 }
 
-/// Moves a pipeline to a state off the async runtime: `srtsink` in caller
-/// mode connects inside its READY→PAUSED transition, which can take the
-/// whole connect timeout.
-async fn change_state(pipeline: &gst::Pipeline, state: gst::State) -> Result<(), String> {
-    let p = pipeline.clone();
-    tokio::task::spawn_blocking(move || p.set_state(state).map(|_| ()))
-        .await
-        .map_err(|e| format!("state change task: {e}"))?
-        .map_err(|_| format!("pipeline refused to go to {state:?}"))
-}
-
-/// The first error already posted on the bus, if any, as a one-line reason.
-fn bus_error(bus: &mut gst::bus::BusStream) -> Option<String> {
-    while let Some(Some(msg)) = bus.next().now_or_never() {
-        if let gst::MessageView::Error(e) = msg.view() {
-            return Some(describe_error(e));
-        }
-    }
-    None
-}
-
-fn describe_error(e: &gst::message::Error) -> String {
-    let mut s = e.error().to_string();
-    if let Some(d) = e.debug() {
-        // GStreamer's debug text starts with the source location; details,
-        // when there are any, follow on the next lines.
-        if let Some(last) = d.lines().skip(1).last() {
-            let last = last.trim();
-            if !last.is_empty() && !s.contains(last) {
-                s.push_str(": ");
-                s.push_str(last);
-            }
-        }
-    }
-    s
-}
-
 /// One connection attempt, from building the pipeline to its end.
 async fn session(task: &mut Task) -> SessionEnd {
     let id = task.spec.id.clone();
@@ -388,7 +352,7 @@ async fn session(task: &mut Task) -> SessionEnd {
             Some(Command::Stop(done)) = task.cmd.recv() => break 'session SessionEnd::Stopped(done),
         };
         if let Err(e) = started {
-            let reason = bus_error(&mut bus).unwrap_or(e);
+            let reason = pending_error(&mut bus).unwrap_or(e);
             break 'session SessionEnd::Failed {
                 reason,
                 was_live: false,
@@ -406,7 +370,7 @@ async fn session(task: &mut Task) -> SessionEnd {
             if f.epoch == epoch
                 && let Err(reason) = feeder.push(f)
             {
-                let reason = bus_error(&mut bus).unwrap_or(reason);
+                let reason = pending_error(&mut bus).unwrap_or(reason);
                 break 'session SessionEnd::Failed {
                     reason,
                     was_live: false,
@@ -436,7 +400,7 @@ async fn session(task: &mut Task) -> SessionEnd {
                     let Some(msg) = msg else { break 'session SessionEnd::Failed { reason: "pipeline bus closed".into(), was_live } };
                     match msg.view() {
                         gst::MessageView::Error(e) => {
-                            let reason = explain(describe_error(e), was_live || liveness.acked());
+                            let reason = explain(error_reason(e), was_live || liveness.acked());
                             break 'session SessionEnd::Failed { reason, was_live };
                         }
                         gst::MessageView::Eos(_) => {
@@ -458,7 +422,7 @@ async fn session(task: &mut Task) -> SessionEnd {
                         break 'session SessionEnd::Failed { reason: "input restarted".into(), was_live };
                     }
                     if let Err(reason) = feeder.push(frame) {
-                        let reason = explain(bus_error(&mut bus).unwrap_or(reason), was_live || liveness.acked());
+                        let reason = explain(pending_error(&mut bus).unwrap_or(reason), was_live || liveness.acked());
                         break 'session SessionEnd::Failed { reason, was_live };
                     }
                 }
