@@ -101,7 +101,9 @@ fn video_source(input: &InputSpec) -> String {
     }
 }
 
-/// The video branch, from source to `appsink name=video`.
+/// The video branch, from source to `appsink name=video`. The appsinks
+/// keep no `last-sample`: the frame we publish is then the only reference
+/// to its buffer, so writing its running-time timestamps copies nothing.
 pub fn video_branch(input: &InputSpec, board: &BoardProfile) -> String {
     let e = &input.encode;
     format!(
@@ -109,7 +111,7 @@ pub fn video_branch(input: &InputSpec, board: &BoardProfile) -> String {
          ! video/x-raw,format={fmt},width={w},height={h},framerate={fr},pixel-aspect-ratio=1/1 \
          ! {enc} ! {caps} ! h264parse config-interval=-1 \
          ! video/x-h264,stream-format=byte-stream,alignment=au \
-         ! appsink name=video sync=false max-buffers=64",
+         ! appsink name=video sync=false max-buffers=64 enable-last-sample=false",
         src = video_source(input),
         fmt = board.video_encoder.raw_format,
         w = e.width,
@@ -152,7 +154,7 @@ pub fn audio_branch(input: &InputSpec, board: &BoardProfile) -> Option<String> {
     Some(format!(
         "{src} ! queue max-size-time=200000000 leaky=downstream ! audioconvert ! audioresample \
          ! audio/x-raw,rate=48000,channels=2 ! {encoder} ! aacparse \
-         ! audio/mpeg,mpegversion=4,stream-format=raw ! appsink name=audio sync=false max-buffers=64"
+         ! audio/mpeg,mpegversion=4,stream-format=raw ! appsink name=audio sync=false max-buffers=64 enable-last-sample=false"
     ))
 }
 

@@ -1,0 +1,118 @@
+//! The capture pipeline for real: GStreamer encodes a small test pattern
+//! and tone, and the frames that reach the stream are checked.
+
+use std::time::Duration;
+
+use fieldcast_capture::{BoardProfile, InputSpec, InputState};
+use fieldcast_media::{Stream, Track};
+
+fn small_input() -> InputSpec {
+    let mut spec: InputSpec = toml::from_str("name = \"main\"").unwrap();
+    spec.encode.width = 320;
+    spec.encode.height = 180;
+    spec.encode.gop_frames = 10;
+    spec.encode.bitrate_kbps = 400;
+    spec
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_pattern_becomes_h264_and_aac_access_units_on_running_time() {
+    gst::init().unwrap();
+    let stream = Stream::new("main", &[Track::Video, Track::Audio]);
+    let mut sub = stream.subscribe(1024);
+    let (tx, _events) = tokio::sync::mpsc::unbounded_channel();
+    let input = fieldcast_capture::input::spawn(
+        small_input(),
+        BoardProfile::builtin("generic-x86-64").unwrap(),
+        stream.clone(),
+        tx,
+    );
+    let mut video = Vec::new();
+    let mut audio = Vec::new();
+    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    while video.len() < 45 {
+        let f = tokio::time::timeout_at(end, sub.rx.recv())
+            .await
+            .expect("frames within 20 s")
+            .unwrap();
+        match f.track {
+            Track::Video => video.push(f),
+            Track::Audio => audio.push(f),
+        }
+    }
+    assert_eq!(input.status().state, InputState::Running);
+    input.stop().await;
+
+    // The first frame an output sees is a keyframe, then one every GOP.
+    assert!(video[0].starts_gop());
+    let keys: Vec<usize> = video
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| f.starts_gop())
+        .map(|(i, _)| i)
+        .collect();
+    assert!(keys.len() >= 4, "keyframes at {keys:?}");
+    for w in keys.windows(2) {
+        assert_eq!(w[1] - w[0], 10, "GOP of 10 frames: {keys:?}");
+    }
+    let caps = video[0].caps.structure(0).unwrap();
+    assert_eq!(caps.name(), "video/x-h264");
+    assert_eq!(caps.get::<&str>("stream-format").unwrap(), "byte-stream");
+    assert_eq!(caps.get::<&str>("alignment").unwrap(), "au");
+    assert_eq!(caps.get::<&str>("profile").unwrap(), "high");
+    assert_eq!(caps.get::<i32>("width").unwrap(), 320);
+    // Timestamps are running time on the shared clock (not the encoder's
+    // own segment, which x264enc shifts by 1000 h), rising by one frame.
+    let pts: Vec<u64> = video.iter().map(|f| f.pts().unwrap().nseconds()).collect();
+    assert!(pts[0] < 60_000_000_000, "first PTS {} ns", pts[0]);
+    for w in pts.windows(2) {
+        let d = w[1] - w[0];
+        assert!((33_000_000..=34_000_000).contains(&d), "PTS step {d} ns");
+    }
+    assert!(video.iter().all(|f| f.dts().is_some()));
+    assert!(!audio.is_empty());
+    let a = audio[0].caps.structure(0).unwrap();
+    assert_eq!(a.name(), "audio/mpeg");
+    assert_eq!(a.get::<i32>("mpegversion").unwrap(), 4);
+    assert_eq!(a.get::<&str>("stream-format").unwrap(), "raw");
+    assert!(a.has_field("codec_data"));
+}
+
+/// A board whose encoder element is not on this machine: an error naming
+/// the element, retried; never a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_encoder_element_is_an_input_error() {
+    gst::init().unwrap();
+    if gst::ElementFactory::find("v4l2h264enc").is_some() {
+        eprintln!("skipped: this machine has a V4L2 H.264 encoder");
+        return;
+    }
+    let stream = Stream::new("main", &[Track::Video, Track::Audio]);
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let input = fieldcast_capture::input::spawn(
+        small_input(),
+        BoardProfile::builtin("raspberrypi4-64").unwrap(),
+        stream,
+        tx,
+    );
+    let e = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let text = serde_json::to_string(&e).unwrap();
+    assert!(
+        text.contains("input_lost") && text.contains("v4l2h264enc"),
+        "{text}"
+    );
+    match input.status().state {
+        InputState::Error { reason, retry_at } => {
+            assert!(
+                reason.contains("'v4l2h264enc' is not available"),
+                "{reason}"
+            );
+            assert!(retry_at > 0.0);
+        }
+        other => panic!("{other:?}"),
+    }
+    input.stop().await;
+}
