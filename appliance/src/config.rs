@@ -199,19 +199,25 @@ pub struct Broker {
 
 impl Broker {
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let bad = |why: &str| ConfigError::new("mqtt.url", format!("'{text}' {why}"));
+        // Quote the URL without any user information: it may hold a
+        // password, and this message goes to logs and replies.
+        let shown = match (text.split_once("://"), text.rfind('@')) {
+            (Some((scheme, _)), Some(at)) => format!("{scheme}://…{}", &text[at..]),
+            _ => text.to_string(),
+        };
+        if shown != text {
+            return Err(ConfigError::new(
+                "mqtt.url",
+                "carries credentials; put them in mqtt.username and mqtt.password",
+            ));
+        }
+        let bad = |why: &str| ConfigError::new("mqtt.url", format!("'{shown}' {why}"));
         let url = url::Url::parse(text).map_err(|e| bad(&format!("is not a URL ({e})")))?;
         let tls = match url.scheme() {
             "mqtt" | "tcp" => false,
             "mqtts" | "ssl" => true,
             _ => return Err(bad("must start with mqtt:// or mqtts://")),
         };
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(ConfigError::new(
-                "mqtt.url",
-                "carries credentials; put them in mqtt.username and mqtt.password",
-            ));
-        }
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
@@ -233,16 +239,17 @@ impl Config {
 
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         toml::from_str(text).map_err(|e| {
-            // toml's message names the key and shows the line; keep it on
-            // one line for logs.
-            ConfigError::new(
-                "config",
-                e.to_string()
-                    .lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            )
+            // toml's own rendering quotes the offending line, which may be
+            // a password or a target with a passphrase: give the message
+            // and the position only.
+            let at = e
+                .span()
+                .map(|sp| {
+                    let line = text[..sp.start.min(text.len())].matches('\n').count() + 1;
+                    format!("line {line}: ")
+                })
+                .unwrap_or_default();
+            ConfigError::new("config", format!("{at}{}", e.message()))
         })
     }
 
@@ -427,6 +434,13 @@ mod tests {
         assert!(e.contains("inputs[1].name"), "{e}");
         let e = err(&format!("{MINIMAL}[mqtt]\nurl = \"mqtt://u:secretpw@h\""));
         assert!(e.contains("mqtt.url") && !e.contains("secretpw"), "{e}");
+        let e = err(&format!(
+            "{MINIMAL}[mqtt]\nurl = \"http://u:secretpw@h:99999\""
+        ));
+        assert!(e.contains("mqtt.url") && !e.contains("secretpw"), "{e}");
+        // A syntax error on a secret's line names the line, not its text.
+        let e = err(&format!("{MINIMAL}[mqtt]\npassword = \"hunter2-secret\" x"));
+        assert!(e.contains("line 6") && !e.contains("hunter2-secret"), "{e}");
     }
 
     #[test]

@@ -19,8 +19,8 @@ use rumqttc::v5::AsyncClient;
 use rumqttc::v5::mqttbytes::QoS;
 use serde::Serialize;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tracing::{error, info, warn};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, error, info, warn};
 
 use crate::command::{self, Command};
 use crate::config::{PushDef, Settings};
@@ -76,6 +76,8 @@ pub struct Controller {
     started: Instant,
     last_state: Option<Value>,
     last_telemetry: Option<(Instant, HashMap<String, u64>)>,
+    /// The MQTT session is up.
+    online: bool,
 }
 
 fn unix_now() -> f64 {
@@ -130,6 +132,7 @@ impl Controller {
             started: Instant::now(),
             last_state: None,
             last_telemetry: None,
+            online: false,
         };
         if let Some(w) = store_warning {
             warn!("{w}");
@@ -207,8 +210,13 @@ impl Controller {
     }
 
     /// Runs until SIGTERM or SIGINT, then stops every pipeline and says
-    /// offline.
-    pub async fn run(mut self, mut incoming: mpsc::Receiver<Incoming>) {
+    /// offline. Nothing in this loop waits on the broker (see `mqtt`), so a
+    /// broker outage never makes the daemon deaf to signals or commands.
+    pub async fn run(
+        mut self,
+        mut incoming: mpsc::Receiver<Incoming>,
+        mut up: watch::Receiver<bool>,
+    ) {
         let mut state_tick = tokio::time::interval(Duration::from_millis(500));
         let mut telemetry_tick =
             tokio::time::interval(Duration::from_secs(self.settings.mqtt.telemetry_interval_s));
@@ -217,60 +225,88 @@ impl Controller {
             .expect("SIGTERM handler");
         loop {
             tokio::select! {
-                Some(msg) = incoming.recv() => match msg {
-                    Incoming::Connected => {
-                        // Retained state may be stale or gone on the broker.
-                        self.last_state = None;
-                        self.publish_state().await;
+                Ok(()) = up.changed() => {
+                    self.online = *up.borrow_and_update();
+                    // The retained state on the broker may be stale or gone.
+                    self.last_state = None;
+                    self.publish_state();
+                }
+                Some(Incoming::Command { name, payload, response_topic, correlation }) = incoming.recv() => {
+                    let outcome = match command::parse(&name, &payload) {
+                        Ok(cmd) => self.apply(cmd).await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = &outcome {
+                        // The message never carries a secret; see ApiError.
+                        info!(command = %name, code = ?e.code, error = %e.message, "command refused");
                     }
-                    Incoming::Command { name, payload, response_topic, correlation } => {
-                        let outcome = match command::parse(&name, &payload) {
-                            Ok(cmd) => self.apply(cmd).await,
-                            Err(e) => Err(e),
-                        };
-                        if let Err(e) = &outcome {
-                            // The message never carries a secret; see ApiError.
-                            info!(command = %name, code = ?e.code, error = %e.message, "command refused");
-                        }
-                        let body = command::reply(&name, &outcome);
-                        mqtt::reply(&self.client, &self.topics, &name, response_topic, correlation, body).await;
-                        self.publish_state().await;
-                    }
-                },
+                    let body = command::reply(&name, &outcome);
+                    mqtt::reply(&self.client, &self.topics, &name, response_topic, correlation, body);
+                    self.publish_state();
+                }
                 Some(e) = self.output_events.recv() => {
-                    self.publish_event(serde_json::to_value(&e).unwrap_or(Value::Null)).await;
-                    self.publish_state().await;
+                    self.publish_event(serde_json::to_value(&e).unwrap_or(Value::Null));
+                    self.publish_state();
                 }
                 Some(e) = self.input_events.recv() => {
-                    self.publish_event(serde_json::to_value(&e).unwrap_or(Value::Null)).await;
-                    self.publish_state().await;
+                    self.publish_event(serde_json::to_value(&e).unwrap_or(Value::Null));
+                    self.publish_state();
                 }
-                _ = state_tick.tick() => self.publish_state().await,
-                _ = telemetry_tick.tick() => self.publish_telemetry().await,
+                _ = state_tick.tick() => self.publish_state(),
+                _ = telemetry_tick.tick() => self.publish_telemetry(),
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
             }
         }
         info!("shutting down");
-        let ids: Vec<String> = self.pushes.keys().cloned().collect();
-        for id in ids {
-            self.stop_output(&id).await;
-        }
-        for input in self.inputs.drain(..) {
-            input.stop().await;
-        }
-        let _ = self
-            .client
-            .publish(self.topics.status(), QoS::AtLeastOnce, true, "offline")
-            .await;
-        let _ = self.client.disconnect().await;
+        // Every output ends at once (each flushes its muxer and lets libsrt
+        // send what it holds), so a box with many pushes still stops well
+        // inside systemd's stop timeout.
+        let handles: Vec<OutputHandle> = self
+            .pushes
+            .values_mut()
+            .filter_map(|p| p.handle.take())
+            .collect();
+        futures::future::join_all(handles.into_iter().map(OutputHandle::stop)).await;
+        futures::future::join_all(self.inputs.drain(..).map(InputHandle::stop)).await;
+        self.send(
+            self.topics.status(),
+            QoS::AtLeastOnce,
+            true,
+            b"offline".to_vec(),
+        );
+        let _ = self.client.try_disconnect();
         // Give the event loop a moment to flush the offline status.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 
-    /// Saves `next` as the persisted state; on failure nothing changes.
-    fn save(&mut self, next: Persisted) -> Result<(), ApiError> {
-        self.store.save(&next).map_err(|e| {
+    /// Queues a publish without waiting. False when the request queue is
+    /// full (the broker has been away for a while) or the loop is gone.
+    fn send(&self, topic: String, qos: QoS, retain: bool, body: Vec<u8>) -> bool {
+        match self.client.try_publish(topic, qos, retain, body) {
+            Ok(()) => true,
+            Err(e) => {
+                debug!(error = %e, "publish not queued");
+                false
+            }
+        }
+    }
+
+    /// Saves `next` as the persisted state; on failure nothing changes. The
+    /// write and its fsyncs run off the runtime: on slow flash they take a
+    /// while, and the outputs must not wait for them.
+    async fn save(&mut self, next: Persisted) -> Result<(), ApiError> {
+        let store = self.store.clone();
+        let to_write = next.clone();
+        let result = tokio::task::spawn_blocking(move || store.save(&to_write))
+            .await
+            .unwrap_or_else(|e| {
+                Err(crate::store::StoreError {
+                    path: "pushes.json".into(),
+                    reason: e.to_string(),
+                })
+            });
+        result.map_err(|e| {
             error!(error = %e, "saving pushes");
             ApiError::new(
                 Code::StorageFailed,
@@ -324,9 +360,12 @@ impl Controller {
                     ));
                 }
                 let mut next = self.persisted.clone();
+                // A saved push this config could not load (its stream is
+                // gone) is replaced, not shadowed by a second entry.
+                next.pushes.retain(|d| d.id != def.id);
                 next.pushes.push(def.clone());
                 next.running.remove(&def.id);
-                self.save(next)?;
+                self.save(next).await?;
                 let id = def.id.clone();
                 let enabled = def.enabled;
                 self.pushes.insert(
@@ -341,11 +380,21 @@ impl Controller {
                 if enabled {
                     self.spawn_output(&id);
                 }
-                self.publish_event(json!({"event": "push_added", "id": id}))
-                    .await;
+                self.publish_event(json!({"event": "push_added", "id": id}));
                 Ok(json!({"changed": true, "push": self.push_detail(&self.pushes[&id])}))
             }
             Command::PushRemove { id } => {
+                if !self.pushes.contains_key(&id)
+                    && self.persisted.pushes.iter().any(|d| d.id == id)
+                {
+                    // Saved but not loaded (not valid with this config):
+                    // removing it is how an operator cleans it up.
+                    let mut next = self.persisted.clone();
+                    next.pushes.retain(|d| d.id != id);
+                    next.running.remove(&id);
+                    self.save(next).await?;
+                    return Ok(json!({"changed": true}));
+                }
                 if self.find(&id)?.origin == Origin::Config {
                     return Err(ApiError::field(
                         Code::ReadOnly,
@@ -356,11 +405,10 @@ impl Controller {
                 let mut next = self.persisted.clone();
                 next.pushes.retain(|d| d.id != id);
                 next.running.remove(&id);
-                self.save(next)?;
+                self.save(next).await?;
                 self.stop_output(&id).await;
                 self.pushes.remove(&id);
-                self.publish_event(json!({"event": "push_removed", "id": id}))
-                    .await;
+                self.publish_event(json!({"event": "push_removed", "id": id}));
                 Ok(json!({"changed": true}))
             }
             Command::PushStart { id } => {
@@ -368,7 +416,7 @@ impl Controller {
                 let mut next = self.persisted.clone();
                 next.running.insert(id.clone(), true);
                 if next != self.persisted {
-                    self.save(next)?;
+                    self.save(next).await?;
                 }
                 if running {
                     return Ok(
@@ -376,8 +424,7 @@ impl Controller {
                     );
                 }
                 self.spawn_output(&id);
-                self.publish_event(json!({"event": "push_started", "id": id}))
-                    .await;
+                self.publish_event(json!({"event": "push_started", "id": id}));
                 Ok(json!({"changed": true, "push": self.push_detail(&self.pushes[&id])}))
             }
             Command::PushStop { id } => {
@@ -385,7 +432,7 @@ impl Controller {
                 let mut next = self.persisted.clone();
                 next.running.insert(id.clone(), false);
                 if next != self.persisted {
-                    self.save(next)?;
+                    self.save(next).await?;
                 }
                 if !running {
                     return Ok(
@@ -465,40 +512,39 @@ impl Controller {
         })
     }
 
-    /// Publishes the retained state when it changed since the last time.
-    async fn publish_state(&mut self) {
+    /// Publishes the retained state when it changed since the last time it
+    /// was sent; while the broker is away, once it is back.
+    fn publish_state(&mut self) {
+        if !self.online {
+            return;
+        }
         let state = self.state();
         if self.last_state.as_ref() == Some(&state) {
             return;
         }
         let body = serde_json::to_vec(&state).expect("state serializes");
-        match self
-            .client
-            .publish(self.topics.state(), QoS::AtLeastOnce, true, body)
-            .await
-        {
-            Ok(()) => self.last_state = Some(state),
-            Err(e) => warn!(error = %e, "publishing state"),
+        if self.send(self.topics.state(), QoS::AtLeastOnce, true, body) {
+            self.last_state = Some(state);
         }
     }
 
-    async fn publish_event(&self, mut event: Value) {
+    fn publish_event(&self, mut event: Value) {
         if let Some(obj) = event.as_object_mut() {
             obj.insert("ts".into(), json!(unix_now()));
             obj.insert("device".into(), json!(self.settings.device.id));
         }
         info!(event = %event, "event");
         let body = serde_json::to_vec(&event).expect("event serializes");
-        if let Err(e) = self
-            .client
-            .publish(self.topics.events(), QoS::AtLeastOnce, false, body)
-            .await
-        {
-            warn!(error = %e, "publishing event");
+        if !self.send(self.topics.events(), QoS::AtLeastOnce, false, body) {
+            warn!("event not sent: the broker is unreachable");
         }
     }
 
-    async fn publish_telemetry(&mut self) {
+    fn publish_telemetry(&mut self) {
+        if !self.online {
+            // Counters are cumulative: nothing is lost by skipping a report.
+            return;
+        }
         let now = Instant::now();
         let mut bytes_now = HashMap::new();
         let elapsed = self
@@ -533,7 +579,7 @@ impl Controller {
             outputs.insert(
                 id.clone(),
                 json!({
-                    "state": s.state,
+                    "state": s.state.name(),
                     "bytes_sent": s.bytes_sent,
                     "bitrate_kbps": kbps,
                     "frames_sent": s.frames_sent,
@@ -552,12 +598,6 @@ impl Controller {
             "outputs": outputs,
         });
         let body = serde_json::to_vec(&t).expect("telemetry serializes");
-        if let Err(e) = self
-            .client
-            .publish(self.topics.telemetry(), QoS::AtMostOnce, false, body)
-            .await
-        {
-            warn!(error = %e, "publishing telemetry");
-        }
+        self.send(self.topics.telemetry(), QoS::AtMostOnce, false, body);
     }
 }

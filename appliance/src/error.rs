@@ -46,6 +46,8 @@ pub enum Code {
     ReadOnly,
     /// The change could not be saved; nothing was changed.
     StorageFailed,
+    /// Too many commands are queued; nothing was done, try again.
+    Busy,
 }
 
 /// An error reply: code, the field at fault (if one is), and a message that

@@ -96,7 +96,7 @@ fn main() -> ExitCode {
             topics = %topics.root(),
             "fieldcastd starting"
         );
-        let (client, incoming) = match mqtt::start(&settings, topics) {
+        let (client, incoming, up) = match mqtt::start(&settings, topics) {
             Ok(c) => c,
             Err(e) => {
                 error!(error = %e, "MQTT setup");
@@ -104,7 +104,7 @@ fn main() -> ExitCode {
             }
         };
         let c = controller::Controller::start(settings, client, store, persisted, warning);
-        c.run(incoming).await;
+        c.run(incoming, up).await;
         ExitCode::SUCCESS
     })
 }

@@ -4,10 +4,13 @@
 //! (a broker that lost the session has forgotten both).
 //!
 //! The event loop runs in its own task and hands commands to the controller
-//! over a channel; the controller publishes through the cloneable
-//! [`AsyncClient`]. The event-loop task itself only uses the non-blocking
-//! `try_` calls: awaiting the request channel from the task that drains it
-//! would deadlock once the channel is full.
+//! over a bounded channel; the controller publishes through the cloneable
+//! [`AsyncClient`]. Neither side ever waits on the other: the event loop
+//! hands a command over with `try_send` (a full queue is answered `busy`),
+//! and the controller publishes with `try_publish` (a full request queue
+//! drops telemetry, and state is sent again on the next tick). Awaiting in
+//! both directions would deadlock once both queues were full, and would
+//! leave the controller deaf to signals during a broker outage.
 
 use std::time::Duration;
 
@@ -17,10 +20,12 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{LastWill, Packet, PublishProperties};
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use rumqttc::{TlsConfiguration, Transport};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use crate::command;
 use crate::config::Settings;
+use crate::error::{ApiError, Code};
 use crate::topics::Topics;
 
 /// Largest packet we accept or send: state documents of a busy device are
@@ -30,8 +35,6 @@ const MAX_PACKET: u32 = 1 << 20;
 const STABLE: Duration = Duration::from_secs(10);
 
 pub enum Incoming {
-    /// A (re)connection: the controller republishes its retained state.
-    Connected,
     Command {
         name: String,
         payload: Bytes,
@@ -85,16 +88,18 @@ pub fn options(s: &Settings, topics: &Topics) -> anyhow::Result<MqttOptions> {
     Ok(o)
 }
 
-/// Starts the session. Returns the client to publish with and the stream of
-/// commands.
+/// Starts the session. Returns the client to publish with, the stream of
+/// commands, and whether the session is up (it turns true on every ConnAck,
+/// when the controller republishes its retained state).
 pub fn start(
     s: &Settings,
     topics: Topics,
-) -> anyhow::Result<(AsyncClient, mpsc::Receiver<Incoming>)> {
+) -> anyhow::Result<(AsyncClient, mpsc::Receiver<Incoming>, watch::Receiver<bool>)> {
     let opts = options(s, &topics)?;
     let client_id = opts.client_id();
     let (client, mut eventloop) = AsyncClient::new(opts, 256);
     let (tx, rx) = mpsc::channel(64);
+    let (up_tx, up_rx) = watch::channel(false);
     let c = client.clone();
     let broker = format!("{}:{}", s.broker.host, s.broker.port);
     tokio::spawn(async move {
@@ -110,16 +115,24 @@ pub fn start(
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     connected_at = Some(tokio::time::Instant::now());
                     info!(%broker, "connected to MQTT broker");
-                    if let Err(e) = c.try_subscribe(topics.commands(), QoS::AtLeastOnce) {
-                        warn!(error = %e, "subscribing to commands");
-                    }
-                    if let Err(e) = c.try_publish(topics.status(), QoS::AtLeastOnce, true, "online")
-                    {
-                        warn!(error = %e, "publishing status");
-                    }
-                    if tx.send(Incoming::Connected).await.is_err() {
-                        return;
-                    }
+                    // The broker forgot our subscription (clean start).
+                    // Subscribe and say online from another task: they wait
+                    // for room in the request queue, which only this loop
+                    // empties. The subscription goes first, so whoever sees
+                    // "online" can send commands at once.
+                    let (c, topics) = (c.clone(), topics.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = c.subscribe(topics.commands(), QoS::AtLeastOnce).await {
+                            warn!(error = %e, "subscribing to commands");
+                        }
+                        if let Err(e) = c
+                            .publish(topics.status(), QoS::AtLeastOnce, true, "online")
+                            .await
+                        {
+                            warn!(error = %e, "publishing status");
+                        }
+                    });
+                    up_tx.send_replace(true);
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     let topic = String::from_utf8_lossy(&p.topic).into_owned();
@@ -140,12 +153,27 @@ pub fn start(
                         response_topic,
                         correlation,
                     };
-                    if tx.send(cmd).await.is_err() {
-                        return;
+                    match tx.try_send(cmd) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(Incoming::Command {
+                            name,
+                            response_topic,
+                            correlation,
+                            ..
+                        })) => {
+                            let err = ApiError::new(
+                                Code::Busy,
+                                "too many commands are waiting; nothing was done, try again",
+                            );
+                            let body = command::reply(&name, &Err(err));
+                            reply(&c, &topics, &name, response_topic, correlation, body);
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
                     }
                 }
                 Ok(_) => {}
                 Err(e) => {
+                    up_tx.send_replace(false);
                     // Only a connection that held for a while resets the
                     // backoff: a broker that accepts and then drops us at
                     // once must not be hammered twice a second.
@@ -167,13 +195,15 @@ pub fn start(
             }
         }
     });
-    Ok((client, rx))
+    Ok((client, rx, up_rx))
 }
 
 /// Publishes a reply: to the request's response topic with its correlation
 /// data (MQTT 5, section 4.10 "Request / Response"), or to the device's
-/// `reply/<command>` topic for clients that gave none.
-pub async fn reply(
+/// `reply/<command>` topic for clients that gave none. Never waits: a
+/// request queue that is full means the broker is gone, and so is the
+/// requester's session.
+pub fn reply(
     client: &AsyncClient,
     topics: &Topics,
     command: &str,
@@ -187,10 +217,8 @@ pub async fn reply(
         content_type: Some("application/json".into()),
         ..PublishProperties::default()
     };
-    if let Err(e) = client
-        .publish_with_properties(topic, QoS::AtLeastOnce, false, body, props)
-        .await
+    if let Err(e) = client.try_publish_with_properties(topic, QoS::AtLeastOnce, false, body, props)
     {
-        warn!(error = %e, command, "publishing reply");
+        warn!(error = %e, command, "reply not sent");
     }
 }

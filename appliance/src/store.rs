@@ -33,6 +33,7 @@ pub struct Persisted {
     pub running: BTreeMap<String, bool>,
 }
 
+#[derive(Clone)]
 pub struct Store {
     dir: PathBuf,
 }
@@ -49,10 +50,16 @@ impl Store {
     /// be parsed is moved aside (never deleted) and reported in the second
     /// value, and the daemon starts from the config file alone.
     pub fn open(dir: &Path) -> Result<(Store, Persisted, Option<String>), StoreError> {
-        fs::create_dir_all(dir).map_err(|e| StoreError {
-            path: dir.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        if !dir.exists() {
+            fs::create_dir_all(dir).map_err(|e| StoreError {
+                path: dir.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            // A new directory is only durable once its parent's entry is.
+            if let Some(parent) = dir.parent() {
+                let _ = File::open(parent).and_then(|d| d.sync_all());
+            }
+        }
         let store = Store {
             dir: dir.to_path_buf(),
         };
@@ -135,9 +142,11 @@ impl Store {
         }
         let path = self.path();
         fs::rename(&tmp, &path).map_err(|e| err(&path, e))?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| err(&self.dir, e))?;
+        // From here the new content is what a reader sees: a failing
+        // directory fsync must not be reported as "nothing changed".
+        if let Err(e) = File::open(&self.dir).and_then(|d| d.sync_all()) {
+            tracing::warn!(dir = %self.dir.display(), error = %e, "saved, but the directory could not be synced");
+        }
         Ok(())
     }
 }

@@ -292,7 +292,18 @@ async fn session(
         }
     }
     let description = describe::pipeline(spec, board);
-    let pipeline = match gst::parse::launch(&description) {
+    // Building loads plugins and may probe devices (DeckLink): off the
+    // runtime's workers.
+    let d = description.clone();
+    let built = tokio::task::spawn_blocking(move || gst::parse::launch(&d))
+        .await
+        .unwrap_or_else(|e| {
+            Err(gst::glib::Error::new(
+                gst::CoreError::Failed,
+                &e.to_string(),
+            ))
+        });
+    let pipeline = match built {
         Ok(p) => match p.downcast::<gst::Pipeline>() {
             Ok(p) => p,
             Err(_) => return failed("capture description is not a pipeline".into()),
@@ -324,7 +335,7 @@ async fn session(
         }
         info!(input = %spec.name, pipeline = %description, "capture pipeline playing");
         let started = tokio::time::Instant::now();
-        let mut frames = stream.stats().frames;
+        let mut frames = stream.stats().video_frames;
         let mut last_frame_at: Option<tokio::time::Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
@@ -341,7 +352,9 @@ async fn session(
                 }
                 _ = tick.tick() => {
                     let now = tokio::time::Instant::now();
-                    let n = stream.stats().frames;
+                    // Video only: audio from another device may go on while the
+                    // picture is gone.
+                    let n = stream.stats().video_frames;
                     if n > frames {
                         frames = n;
                         if last_frame_at.is_none() {

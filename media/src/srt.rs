@@ -127,14 +127,18 @@ impl TryFrom<&str> for SrtTarget {
     fn try_from(text: &str) -> Result<Self, Error> {
         // Error messages quote the target only up to the query, where the
         // secrets live.
-        let shown = text.split('?').next().unwrap_or("");
+        let (base, query) = match text.split_once('?') {
+            Some((b, q)) => (b, q),
+            None => (text, ""),
+        };
+        let shown = base;
         // `srt://:9000` (a listener on every address) is how operators and
         // libsrt's own tools write it; the URL parser wants a host there.
-        let any_host = text.starts_with("srt://:");
+        let any_host = base.starts_with("srt://:");
         let parsed = if any_host {
-            Url::parse(&text.replacen("srt://:", "srt://0.0.0.0:", 1))
+            Url::parse(&base.replacen("srt://:", "srt://0.0.0.0:", 1))
         } else {
-            Url::parse(text)
+            Url::parse(base)
         };
         let url =
             parsed.map_err(|e| Error::Target(format!("'{shown}' is not a valid URL ({e})")))?;
@@ -142,6 +146,22 @@ impl TryFrom<&str> for SrtTarget {
             return Err(Error::Target(format!(
                 "'{shown}' has scheme '{}', expected 'srt'",
                 url.scheme()
+            )));
+        }
+        // Anything else in front of the query would be silently ignored by
+        // libsrt: refuse it instead. (Never quote it: it may be a
+        // credential.)
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Error::Target(
+                "has user information before the host; SRT has none (use streamid and passphrase)"
+                    .into(),
+            ));
+        }
+        if !matches!(url.path(), "" | "/") || url.fragment().is_some() {
+            return Err(Error::Target(format!(
+                "'{}://{}:…' has a path; an SRT target is srt://host:port?options",
+                url.scheme(),
+                url.host_str().unwrap_or("")
             )));
         }
         let port = url
@@ -166,10 +186,10 @@ impl TryFrom<&str> for SrtTarget {
         let mut pbkeylen = None;
         let mut latency_ms = None;
         let mut adapter = None;
-        for (key, value) in url.query_pairs() {
-            match key.as_ref() {
+        for (key, value) in query_options(query)? {
+            match key {
                 "mode" => {
-                    mode = Some(match value.as_ref() {
+                    mode = Some(match value.as_str() {
                         "caller" | "client" => SrtMode::Caller,
                         "listener" | "server" => SrtMode::Listener,
                         "rendezvous" => SrtMode::Rendezvous,
@@ -187,20 +207,21 @@ impl TryFrom<&str> for SrtTarget {
                             value.len()
                         )));
                     }
-                    streamid = Some(value.into_owned());
+                    streamid = Some(value);
                 }
                 "passphrase" => {
-                    // The value is a secret: report only its length.
-                    if !PASSPHRASE_LEN.contains(&value.chars().count()) {
+                    // The value is a secret: report only its length, in
+                    // bytes, which is what libsrt counts.
+                    if !PASSPHRASE_LEN.contains(&value.len()) {
                         return Err(Error::Target(format!(
-                            "passphrase has {} characters, SRT needs 10 to 79",
-                            value.chars().count()
+                            "passphrase has {} bytes, SRT needs 10 to 79",
+                            value.len()
                         )));
                     }
-                    passphrase = Some(value.into_owned());
+                    passphrase = Some(value);
                 }
                 "pbkeylen" => {
-                    pbkeylen = Some(match value.as_ref() {
+                    pbkeylen = Some(match value.as_str() {
                         "16" => 16,
                         "24" => 24,
                         "32" => 32,
@@ -228,8 +249,20 @@ impl TryFrom<&str> for SrtTarget {
                     })?);
                 }
                 other => {
+                    // A key that is not a plain word is most likely the tail
+                    // of a secret with a raw '&' in it: do not echo it.
+                    let named = if !other.is_empty()
+                        && other.len() <= 32
+                        && other
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+                    {
+                        format!("unknown SRT option '{other}'")
+                    } else {
+                        "an unknown SRT option (an '&' inside a value must be written %26)".into()
+                    };
                     return Err(Error::Target(format!(
-                        "unknown SRT option '{other}' (known: mode, streamid, passphrase, pbkeylen, latency, adapter)"
+                        "{named} (known: mode, streamid, passphrase, pbkeylen, latency, adapter)"
                     )));
                 }
             }
@@ -287,6 +320,31 @@ pub fn explain_failure(
     } else {
         format!("no answer from {peer} (connection timed out; is the receiver up and reachable?)")
     }
+}
+
+/// The options of a target's query, split on `&` and percent-decoded as
+/// libsrt's URI parser does it: `+` is a plus sign (base64 passphrases and
+/// stream ids keep theirs) and `#` is an ordinary character (the stream id
+/// access-control syntax `#!::r=live,m=publish` of the SRT access control
+/// guidelines starts with one).
+fn query_options(query: &str) -> Result<Vec<(&str, String)>, Error> {
+    let mut out = Vec::new();
+    for part in query.split('&').filter(|p| !p.is_empty()) {
+        let Some((key, raw)) = part.split_once('=') else {
+            let named = if part.len() <= 32 && part.chars().all(|c| c.is_ascii_alphanumeric()) {
+                format!("option '{part}' has no value")
+            } else {
+                "an option has no value (an '&' inside a value must be written %26)".into()
+            };
+            return Err(Error::Target(named));
+        };
+        let value = percent_encoding::percent_decode_str(raw)
+            .decode_utf8()
+            .map_err(|_| Error::Target(format!("the value of '{key}' is not UTF-8")))?
+            .into_owned();
+        out.push((key, value));
+    }
+    Ok(out)
 }
 
 /// What libsrt says about one output, read from `srtsink`'s `stats`.
@@ -413,6 +471,40 @@ mod tests {
     }
 
     #[test]
+    fn values_are_taken_as_libsrt_takes_them() {
+        let t = SrtTarget::try_from(
+            "srt://h:1?streamid=#!::r=live/cam1,m=publish&passphrase=abc+def/ghi==%26x",
+        )
+        .unwrap();
+        assert_eq!(t.streamid.as_deref(), Some("#!::r=live/cam1,m=publish"));
+        assert_eq!(t.passphrase(), Some("abc+def/ghi==&x"));
+        // A raw '&' inside a secret: refused without echoing its tail.
+        let e = SrtTarget::try_from("srt://h:1?passphrase=0123456789&se cret-tail")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("tail") && e.contains("%26"), "{e}");
+        let e = SrtTarget::try_from("srt://h:1?passphrase=0123456789&tail")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'tail' has no value"), "{e}");
+        // Nothing libsrt would ignore is accepted.
+        let e = SrtTarget::try_from("srt://user:pw@h:1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("user information") && !e.contains("pw"), "{e}");
+        let e = SrtTarget::try_from("srt://h:1/live/key")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("has a path") && !e.contains("key"), "{e}");
+        // libsrt counts passphrase bytes, not characters: 40 × 'é' is 80.
+        let long = "é".repeat(40);
+        let e = SrtTarget::try_from(format!("srt://h:1?passphrase={long}").as_str())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("passphrase has 80 bytes"), "{e}");
+    }
+
+    #[test]
     fn listener_defaults_without_host() {
         let t = SrtTarget::try_from("srt://:9000").unwrap();
         assert_eq!(t.mode, SrtMode::Listener);
@@ -456,7 +548,7 @@ mod tests {
         let err = SrtTarget::try_from("srt://h:1?passphrase=short1")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("passphrase has 6 characters"), "{err}");
+        assert!(err.contains("passphrase has 6 bytes"), "{err}");
         assert!(!err.contains("short1"));
     }
 

@@ -19,14 +19,18 @@ use tokio::sync::mpsc;
 
 use crate::frame::{EncodedFrame, Track};
 
-/// Frames kept for a late joiner are bounded, in case keyframes stop coming
-/// (an encoder misconfigured with an endless GOP must not eat the memory).
-const MAX_GOP_FRAMES: usize = 2048;
+/// The GOP kept for a late joiner is bounded in bytes, in case keyframes
+/// stop coming or a long GOP at a high bitrate would eat a small board's
+/// memory. Past it, the cache is dropped and late joiners wait for the next
+/// keyframe instead.
+const MAX_GOP_BYTES: usize = 32 * 1024 * 1024;
 
 /// Counters of a stream, for state and telemetry.
 #[derive(Clone, Debug, Default, Serialize, PartialEq)]
 pub struct StreamStats {
     pub frames: u64,
+    /// Video frames only: what tells whether the picture is still coming.
+    pub video_frames: u64,
     pub bytes: u64,
     pub keyframes: u64,
     pub subscribers: usize,
@@ -46,10 +50,12 @@ struct Subscriber {
 #[derive(Default)]
 struct Inner {
     gop: VecDeque<EncodedFrame>,
+    gop_bytes: usize,
     epoch: Option<u64>,
     subscribers: Vec<Subscriber>,
     next_id: u64,
     frames: u64,
+    video_frames: u64,
     bytes: u64,
     keyframes: u64,
     last_frame: Option<Instant>,
@@ -103,6 +109,9 @@ impl Stream {
     pub fn publish(&self, frame: EncodedFrame) {
         let mut inner = self.lock();
         inner.frames += 1;
+        if frame.track == Track::Video {
+            inner.video_frames += 1;
+        }
         inner.bytes += frame.size() as u64;
         inner.last_frame = Some(Instant::now());
 
@@ -111,15 +120,19 @@ impl Stream {
             // timeline and must not be replayed to a new output.
             inner.epoch = Some(frame.epoch);
             inner.gop.clear();
+            inner.gop_bytes = 0;
         }
         if frame.starts_gop() {
             inner.keyframes += 1;
             inner.gop.clear();
+            inner.gop_bytes = frame.size();
             inner.gop.push_back(frame.clone());
         } else if !inner.gop.is_empty() {
-            if inner.gop.len() >= MAX_GOP_FRAMES {
+            if inner.gop_bytes + frame.size() > MAX_GOP_BYTES {
                 inner.gop.clear();
+                inner.gop_bytes = 0;
             } else {
+                inner.gop_bytes += frame.size();
                 inner.gop.push_back(frame.clone());
             }
         }
@@ -178,6 +191,7 @@ impl Stream {
         let inner = self.lock();
         StreamStats {
             frames: inner.frames,
+            video_frames: inner.video_frames,
             bytes: inner.bytes,
             keyframes: inner.keyframes,
             subscribers: inner.subscribers.len(),
@@ -256,6 +270,36 @@ mod tests {
         assert!(slow.rx.try_recv().unwrap().starts_gop());
         assert!(!slow.rx.try_recv().unwrap().starts_gop());
         assert_eq!(slow.dropped.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn gop_cache_is_bounded_in_bytes() {
+        gst::init().unwrap();
+        let s = Stream::new("main", &[Track::Video]);
+        let big = |key: bool| {
+            let mut b = gst::Buffer::with_size(MAX_GOP_BYTES / 3 + 1).unwrap();
+            if !key {
+                b.get_mut().unwrap().set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+            EncodedFrame::new(
+                Track::Video,
+                b,
+                gst::Caps::new_empty_simple("video/x-h264"),
+                0,
+                gst::ClockTime::ZERO,
+            )
+        };
+        s.publish(big(true));
+        s.publish(big(false));
+        assert_eq!(s.stats().gop_frames, 2);
+        s.publish(big(false));
+        // Over the bound: dropped, and nothing cached until the next keyframe.
+        assert_eq!(s.stats().gop_frames, 0);
+        s.publish(big(false));
+        assert_eq!(s.stats().gop_frames, 0);
+        s.publish(big(true));
+        assert_eq!(s.stats().gop_frames, 1);
+        assert_eq!(s.stats().video_frames, 5);
     }
 
     #[test]

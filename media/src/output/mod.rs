@@ -110,6 +110,19 @@ pub enum OutputState {
     Stopped,
 }
 
+impl OutputState {
+    /// The state's name, as state and telemetry show it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OutputState::Connecting => "connecting",
+            OutputState::Waiting => "waiting",
+            OutputState::Live => "live",
+            OutputState::Backoff { .. } => "backoff",
+            OutputState::Stopped => "stopped",
+        }
+    }
+}
+
 /// The latest status of one output, as state and telemetry report it.
 #[derive(Clone, Debug, Serialize)]
 pub struct OutputStatus {
@@ -120,6 +133,8 @@ pub struct OutputStatus {
     pub attempts: u32,
     pub reconnects: u32,
     pub last_error: Option<String>,
+    /// Since the output started, across reconnects: frames and encoded
+    /// bytes sent into the output, and frames it skipped to catch up.
     pub frames_sent: u64,
     pub bytes_sent: u64,
     pub frames_dropped: u64,
@@ -218,8 +233,15 @@ fn unix_now() -> f64 {
 
 /// How one connection attempt ended.
 enum SessionEnd {
-    Stopped(oneshot::Sender<()>),
-    Failed { reason: String, was_live: bool },
+    /// Stopped by its handle (or the handle was dropped: `None`).
+    Stopped(Option<oneshot::Sender<()>>),
+    Failed {
+        reason: String,
+        was_live: bool,
+    },
+    /// The capture pipeline was rebuilt on a new timeline: follow it at
+    /// once. Not a failure of this output, so no backoff and no reconnect.
+    InputRestarted,
 }
 
 struct Task {
@@ -227,6 +249,16 @@ struct Task {
     cmd: mpsc::Receiver<Command>,
     status: watch::Sender<OutputStatus>,
     events: mpsc::UnboundedSender<OutputEvent>,
+    /// Counters of the sessions before the current one, so the reported
+    /// ones only ever grow.
+    done: Counters,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Counters {
+    frames: u64,
+    bytes: u64,
+    dropped: u64,
 }
 
 impl Task {
@@ -244,6 +276,22 @@ impl Task {
     fn event(&self, e: OutputEvent) {
         let _ = self.events.send(e);
     }
+
+    fn stopped(&self, done: Option<oneshot::Sender<()>>) {
+        self.set_state(OutputState::Stopped);
+        self.event(OutputEvent::OutputStopped {
+            id: self.spec.id.clone(),
+        });
+        if let Some(done) = done {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Waits for the next command; a dropped handle counts as a stop, so an
+/// output can never outlive whoever owns it.
+async fn next_stop(cmd: &mut mpsc::Receiver<Command>) -> Option<oneshot::Sender<()>> {
+    cmd.recv().await.map(|Command::Stop(done)| done)
 }
 
 async fn run(
@@ -257,21 +305,18 @@ async fn run(
         cmd,
         status,
         events,
+        done: Counters::default(),
     };
     let mut attempt: u32 = 0;
     loop {
         attempt += 1;
         task.status.send_modify(|s| s.attempts += 1);
         task.set_state(OutputState::Connecting);
-        let end = session(&mut task).await;
-        match end {
-            SessionEnd::Stopped(done) => {
-                task.set_state(OutputState::Stopped);
-                task.event(OutputEvent::OutputStopped {
-                    id: task.spec.id.clone(),
-                });
-                let _ = done.send(());
-                return;
+        match session(&mut task).await {
+            SessionEnd::Stopped(done) => return task.stopped(done),
+            SessionEnd::InputRestarted => {
+                info!(output = %task.spec.id, "input restarted; following it");
+                attempt = 0;
             }
             SessionEnd::Failed { reason, was_live } => {
                 if was_live {
@@ -296,12 +341,7 @@ async fn run(
                 });
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    Some(Command::Stop(done)) = task.cmd.recv() => {
-                        task.set_state(OutputState::Stopped);
-                        task.event(OutputEvent::OutputStopped { id: task.spec.id.clone() });
-                        let _ = done.send(());
-                        return;
-                    }
+                    done = next_stop(&mut task.cmd) => return task.stopped(done),
                 }
             }
         }
@@ -323,11 +363,10 @@ async fn session(task: &mut Task) -> SessionEnd {
     };
     let mut sub = task.spec.stream.subscribe(task.spec.queue_frames);
     let mut bus = built.pipeline.bus().expect("a pipeline has a bus").stream();
+    let mut feeder = Feeder::new(&built, task.spec.max_pipeline_bytes);
 
     // Frames that arrive while the sink connects wait in the subscription.
     let end = 'session: {
-        let mut feeder = Feeder::new(&built, task.spec.max_pipeline_bytes);
-
         // The capture's epoch (and so the base time) is only known from a
         // frame: take it from the backlog or wait for the first live frame.
         let first = if let Some(f) = sub.backlog.first() {
@@ -338,7 +377,7 @@ async fn session(task: &mut Task) -> SessionEnd {
                     Some(f) => f,
                     None => break 'session SessionEnd::Failed { reason: "stream closed".into(), was_live: false },
                 },
-                Some(Command::Stop(done)) = task.cmd.recv() => break 'session SessionEnd::Stopped(done),
+                done = next_stop(&mut task.cmd) => break 'session SessionEnd::Stopped(done),
             }
         };
         let epoch = first.epoch;
@@ -346,13 +385,22 @@ async fn session(task: &mut Task) -> SessionEnd {
         built.pipeline.set_start_time(gst::ClockTime::NONE);
         built.pipeline.set_base_time(first.base_time);
 
-        let starting = change_state(&built.pipeline, gst::State::Playing);
+        // The state change runs on a blocking thread. If a stop comes while
+        // it runs, wait for it before going to NULL: two state changes
+        // racing could leave the pipeline PLAYING after NULL.
+        let p = built.pipeline.clone();
+        let mut starting =
+            tokio::task::spawn_blocking(move || p.set_state(gst::State::Playing).map(|_| ()));
         let started = tokio::select! {
-            r = starting => r,
-            Some(Command::Stop(done)) = task.cmd.recv() => break 'session SessionEnd::Stopped(done),
+            r = &mut starting => r,
+            done = next_stop(&mut task.cmd) => {
+                let _ = starting.await;
+                break 'session SessionEnd::Stopped(done);
+            }
         };
-        if let Err(e) = started {
-            let reason = pending_error(&mut bus).unwrap_or(e);
+        if !matches!(started, Ok(Ok(()))) {
+            let reason = pending_error(&mut bus)
+                .unwrap_or_else(|| "the output pipeline refused to start".into());
             break 'session SessionEnd::Failed {
                 reason,
                 was_live: false,
@@ -361,12 +409,12 @@ async fn session(task: &mut Task) -> SessionEnd {
         info!(output = %id, target = %task.spec.target.redacted(), "output pipeline playing");
 
         let backlog = std::mem::take(&mut sub.backlog);
-        let mut pending = if backlog.is_empty() {
+        let pending = if backlog.is_empty() {
             vec![first]
         } else {
             backlog
         };
-        for f in pending.drain(..) {
+        for f in pending {
             if f.epoch == epoch
                 && let Err(reason) = feeder.push(f)
             {
@@ -392,7 +440,7 @@ async fn session(task: &mut Task) -> SessionEnd {
             tokio::select! {
                 // Stop first: an operator's stop must not wait behind frames.
                 biased;
-                Some(Command::Stop(done)) = task.cmd.recv() => {
+                done = next_stop(&mut task.cmd) => {
                     finish(&built, &mut bus).await;
                     break 'session SessionEnd::Stopped(done);
                 }
@@ -419,7 +467,7 @@ async fn session(task: &mut Task) -> SessionEnd {
                     if frame.epoch != epoch {
                         // The capture pipeline was rebuilt on a new timeline;
                         // rebuild this output on it too.
-                        break 'session SessionEnd::Failed { reason: "input restarted".into(), was_live };
+                        break 'session SessionEnd::InputRestarted;
                     }
                     if let Err(reason) = feeder.push(frame) {
                         let reason = explain(pending_error(&mut bus).unwrap_or(reason), was_live || liveness.acked());
@@ -431,12 +479,12 @@ async fn session(task: &mut Task) -> SessionEnd {
                         .map(|s| SrtStats::from_structure(&s))
                         .unwrap_or_default();
                     let verdict = liveness.observe(Instant::now(), stats.acks_received, stats.packets_sent, stats.peers, listener);
-                    let dropped = sub.dropped.load(Ordering::Relaxed) + feeder.dropped;
+                    let now = task.done.plus(&feeder, &sub);
                     task.status.send_modify(|s| {
-                        s.srt = Some(stats.clone());
-                        s.frames_sent = feeder.frames;
-                        s.bytes_sent = stats.bytes_sent;
-                        s.frames_dropped = dropped;
+                        s.srt = Some(stats);
+                        s.frames_sent = now.frames;
+                        s.bytes_sent = now.bytes;
+                        s.frames_dropped = now.dropped;
                     });
                     match verdict {
                         Verdict::Live => {
@@ -456,11 +504,28 @@ async fn session(task: &mut Task) -> SessionEnd {
         }
     };
 
+    task.done = task.done.plus(&feeder, &sub);
+    task.status.send_modify(|s| {
+        s.frames_sent = task.done.frames;
+        s.bytes_sent = task.done.bytes;
+        s.frames_dropped = task.done.dropped;
+    });
     task.spec.stream.unsubscribe(sub.id);
     if let Err(e) = change_state(&built.pipeline, gst::State::Null).await {
         warn!(output = %id, error = %e, "output pipeline did not stop cleanly");
     }
     end
+}
+
+impl Counters {
+    /// These counters plus what the current session did so far.
+    fn plus(&self, feeder: &Feeder, sub: &crate::stream::Subscription) -> Counters {
+        Counters {
+            frames: self.frames + feeder.frames,
+            bytes: self.bytes + feeder.bytes,
+            dropped: self.dropped + feeder.dropped + sub.dropped.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Ends an output gracefully: end-of-stream through the pipeline makes the
@@ -512,6 +577,8 @@ struct Feeder {
     max_bytes: u64,
     resync: bool,
     frames: u64,
+    /// Encoded bytes handed to the pipeline (before muxing).
+    bytes: u64,
     dropped: u64,
 }
 
@@ -524,6 +591,7 @@ impl Feeder {
             max_bytes,
             resync: false,
             frames: 0,
+            bytes: 0,
             dropped: 0,
         }
     }
@@ -567,6 +635,7 @@ impl Feeder {
         src.push_sample(&sample)
             .map_err(|e| format!("output pipeline refused data ({e:?})"))?;
         self.frames += 1;
+        self.bytes += frame.size() as u64;
         Ok(())
     }
 }
