@@ -242,3 +242,31 @@ async fn duplicate_device_id_is_reported() {
         + two.log_text().matches("MQTT connection failed").count();
     assert!(flaps < 40, "{flaps} reconnects");
 }
+
+/// With the broker gone, the daemon still stops promptly on SIGTERM (it
+/// never waits on the broker).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stops_promptly_while_the_broker_is_away() {
+    let _g = serial().await;
+    let rig = Rig::start(DEV, "").await;
+    let Rig {
+        broker,
+        daemon,
+        mqtt,
+        ..
+    } = rig;
+    drop(mqtt);
+    drop(broker);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let started = std::time::Instant::now();
+    let status = daemon.stop();
+    assert!(
+        status.is_some(),
+        "fieldcastd did not exit on SIGTERM without a broker"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+}

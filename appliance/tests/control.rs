@@ -357,3 +357,58 @@ async fn missing_device_is_an_input_error_not_a_crash() {
     );
     assert!(daemon.proc.alive());
 }
+
+/// A saved push whose stream the new config no longer has is kept (the
+/// stream may come back) but not started, and can be replaced or removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_push_for_a_stream_that_is_gone() {
+    let _g = serial().await;
+    let broker = Broker::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let cfg = config(DEV, broker.port, &data, "");
+    let daemon = Daemon::start_in(tmp.path(), &cfg);
+    let mut mqtt = Mqtt::device(broker.port, DEV).await;
+    let r = mqtt.request(&topic("push.add"), &listener("orphan")).await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(daemon.stop().is_some());
+
+    // The input is renamed: the saved push's stream is gone.
+    let renamed = cfg.replace("name = \"main\"", "name = \"cam\"");
+    let daemon = Daemon::start_in(tmp.path(), &renamed);
+    online(&mqtt).await;
+    mqtt.wait_for(
+        "a state from the new daemon",
+        Duration::from_secs(20),
+        |m| {
+            m.last(&format!("fieldcast/{DEV}/state"))
+                .is_some_and(|s| s["inputs"][0]["name"] == "cam")
+        },
+    )
+    .await;
+    let list = mqtt.request(&topic("push.list"), "").await;
+    assert_eq!(list["result"], json!([]), "{list}");
+    assert!(daemon.log_text().contains("not valid with this config"));
+    let saved = std::fs::read_to_string(data.join("pushes.json")).unwrap();
+    assert!(saved.contains("orphan"), "the saved push was lost: {saved}");
+
+    // Re-adding the id for the new stream replaces the stale entry.
+    let r = mqtt
+        .request(
+            &topic("push.add"),
+            &listener("orphan").replace("\"stream\":\"main\"", "\"stream\":\"cam\""),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("pushes.json")).unwrap()).unwrap();
+    assert_eq!(saved["pushes"].as_array().unwrap().len(), 1, "{saved}");
+    assert_eq!(saved["pushes"][0]["stream"], "cam");
+    let r = mqtt
+        .request(&topic("push.remove"), r#"{"id":"orphan"}"#)
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let saved: Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("pushes.json")).unwrap()).unwrap();
+    assert_eq!(saved["pushes"], json!([]));
+}
