@@ -255,6 +255,27 @@ fn connect_sink(
     Ok(())
 }
 
+/// Lets outputs ask this pipeline's encoder for a keyframe: a
+/// force-key-unit event (GstVideo's "GstForceKeyUnit", with all headers)
+/// sent upstream from the video appsink reaches the encoder through
+/// h264parse. Both x264enc and the V4L2 encoders (GstVideoEncoder) honour it.
+fn install_keyframe_requester(pipeline: &gst::Pipeline, stream: &Arc<Stream>) {
+    let Some(pad) = pipeline.by_name("video").and_then(|s| s.static_pad("sink")) else {
+        return;
+    };
+    let pad = pad.downgrade();
+    stream.set_keyframe_requester(Some(Box::new(move || {
+        let Some(pad) = pad.upgrade() else { return };
+        let event = gst::event::CustomUpstream::new(
+            gst::Structure::builder("GstForceKeyUnit")
+                .field("all-headers", true)
+                .field("count", 0u32)
+                .build(),
+        );
+        pad.push_event(event);
+    })));
+}
+
 async fn session(
     spec: &InputSpec,
     board: &BoardProfile,
@@ -327,6 +348,7 @@ async fn session(
             return failed(e);
         }
     }
+    install_keyframe_requester(&pipeline, stream);
     let mut bus = pipeline.bus().expect("a pipeline has a bus").stream();
 
     let outcome = 'run: {
@@ -378,6 +400,7 @@ async fn session(
             }
         }
     };
+    stream.set_keyframe_requester(None);
     if let Err(e) = change_state(&pipeline, gst::State::Null).await {
         warn!(input = %spec.name, error = %e, "capture pipeline did not stop cleanly");
     }

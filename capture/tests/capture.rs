@@ -116,3 +116,49 @@ async fn missing_encoder_element_is_an_input_error() {
     }
     input.stop().await;
 }
+
+/// An output that needs a picture now asks for a keyframe: the encoder
+/// gives one within a few frames instead of at the end of its GOP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyframe_on_request() {
+    gst::init().unwrap();
+    let mut spec = small_input();
+    spec.encode.gop_frames = 300; // 10 s
+    let stream = Stream::new("main", &[Track::Video, Track::Audio]);
+    let mut sub = stream.subscribe(1024);
+    let (tx, _events) = tokio::sync::mpsc::unbounded_channel();
+    let input = fieldcast_capture::input::spawn(
+        spec,
+        BoardProfile::builtin("generic-x86-64").unwrap(),
+        stream.clone(),
+        tx,
+    );
+    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut next_video = async || loop {
+        let f = tokio::time::timeout_at(end, sub.rx.recv())
+            .await
+            .expect("frames within 20 s")
+            .unwrap();
+        if f.track == Track::Video {
+            return f;
+        }
+    };
+    assert!(next_video().await.starts_gop());
+    for _ in 0..20 {
+        assert!(
+            !next_video().await.starts_gop(),
+            "a keyframe nobody asked for"
+        );
+    }
+    assert!(stream.request_keyframe());
+    let mut waited = 0;
+    loop {
+        waited += 1;
+        if next_video().await.starts_gop() {
+            break;
+        }
+        assert!(waited < 10, "no keyframe within 10 frames of the request");
+    }
+    println!("keyframe {waited} frames after the request");
+    input.stop().await;
+}

@@ -66,7 +66,22 @@ pub struct Stream {
     name: String,
     tracks: Vec<Track>,
     inner: Mutex<Inner>,
+    keyframes: Mutex<KeyframeRequests>,
 }
+
+/// Asks the encoder for a keyframe: installed by the capture pipeline
+/// feeding the stream, called by outputs that need one now.
+pub type KeyframeRequester = Box<dyn Fn() + Send + Sync>;
+
+#[derive(Default)]
+struct KeyframeRequests {
+    requester: Option<KeyframeRequester>,
+    last: Option<Instant>,
+}
+
+/// Keyframes cost bitrate: however many viewers arrive at once, the encoder
+/// is asked at most this often.
+const KEYFRAME_REQUEST_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// What an output gets when it joins a stream: the frames of the current GOP
 /// (starting at its keyframe) and a channel for everything after them, with no
@@ -87,6 +102,7 @@ impl Stream {
             name: name.into(),
             tracks: tracks.to_vec(),
             inner: Mutex::new(Inner::default()),
+            keyframes: Mutex::new(KeyframeRequests::default()),
         })
     }
 
@@ -187,6 +203,31 @@ impl Stream {
         self.lock().subscribers.retain(|s| s.id != id);
     }
 
+    /// Installs (or, with `None`, removes) what asks the encoder for a
+    /// keyframe.
+    pub fn set_keyframe_requester(&self, requester: Option<KeyframeRequester>) {
+        let mut k = self.keyframes.lock().unwrap_or_else(|e| e.into_inner());
+        k.requester = requester;
+    }
+
+    /// Asks the encoder for a keyframe (with its parameter sets), for a
+    /// viewer that just arrived and should not wait for the GOP to end.
+    /// Rate-limited; returns whether a request went out.
+    pub fn request_keyframe(&self) -> bool {
+        let mut k = self.keyframes.lock().unwrap_or_else(|e| e.into_inner());
+        if k.last
+            .is_some_and(|t| t.elapsed() < KEYFRAME_REQUEST_INTERVAL)
+        {
+            return false;
+        }
+        let Some(request) = &k.requester else {
+            return false;
+        };
+        request();
+        k.last = Some(Instant::now());
+        true
+    }
+
     pub fn stats(&self) -> StreamStats {
         let inner = self.lock();
         StreamStats {
@@ -270,6 +311,23 @@ mod tests {
         assert!(slow.rx.try_recv().unwrap().starts_gop());
         assert!(!slow.rx.try_recv().unwrap().starts_gop());
         assert_eq!(slow.dropped.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn keyframe_requests_are_rate_limited() {
+        use std::sync::atomic::AtomicUsize;
+        let s = Stream::new("main", &[Track::Video]);
+        assert!(!s.request_keyframe(), "no encoder yet");
+        let n = Arc::new(AtomicUsize::new(0));
+        let c = n.clone();
+        s.set_keyframe_requester(Some(Box::new(move || {
+            c.fetch_add(1, Ordering::SeqCst);
+        })));
+        assert!(s.request_keyframe());
+        assert!(!s.request_keyframe());
+        assert_eq!(n.load(Ordering::SeqCst), 1);
+        s.set_keyframe_requester(None);
+        assert!(!s.request_keyframe());
     }
 
     #[test]

@@ -352,7 +352,16 @@ async fn run(
 async fn session(task: &mut Task) -> SessionEnd {
     let id = task.spec.id.clone();
     let Target::Srt(target) = &task.spec.target;
-    let built = match pipeline::build_srt(&id, target, task.spec.stream.tracks()) {
+    // A caller of a listener should see a picture at once, not at the end
+    // of the GOP: ask the encoder for a keyframe (the feeder holds back
+    // until it comes).
+    let weak = Arc::downgrade(&task.spec.stream);
+    let on_caller = move || {
+        if let Some(stream) = weak.upgrade() {
+            stream.request_keyframe();
+        }
+    };
+    let built = match pipeline::build_srt(&id, target, task.spec.stream.tracks(), on_caller) {
         Ok(b) => b,
         Err(e) => {
             return SessionEnd::Failed {

@@ -53,7 +53,14 @@ fn appsrc(name: &str) -> gst_app::AppSrc {
 }
 
 /// `appsrc(video) ! mpegtsmux ! srtsink` (+ `appsrc(audio) ! mux`).
-pub fn build_srt(output: &str, target: &SrtTarget, tracks: &[Track]) -> Result<Built, Error> {
+/// `on_caller` runs (on libsrt's thread) when a caller connects to a
+/// listener.
+pub fn build_srt(
+    output: &str,
+    target: &SrtTarget,
+    tracks: &[Track],
+    on_caller: impl Fn() + Send + Sync + 'static,
+) -> Result<Built, Error> {
     let pipeline = gst::Pipeline::with_name(&format!("output-{output}"));
     let mux = make(output, "mpegtsmux", "mux")?;
     // Seven 188-byte TS packets per buffer: exactly one SRT payload
@@ -78,6 +85,7 @@ pub fn build_srt(output: &str, target: &SrtTarget, tracks: &[Track]) -> Result<B
             let p = peers.clone();
             sink.connect("caller-added", false, move |_| {
                 p.fetch_add(1, Ordering::SeqCst);
+                on_caller();
                 None
             });
             let p = peers.clone();
