@@ -7,9 +7,10 @@
 //! before anything runs, so a bad command, or one that cannot be saved,
 //! changes nothing.
 
+use fieldcast_media::unix_now;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use fieldcast_capture::InputHandle;
 use fieldcast_capture::input::InputEvent;
@@ -78,13 +79,6 @@ pub struct Controller {
     last_telemetry: Option<(Instant, HashMap<String, u64>)>,
     /// The MQTT session is up.
     online: bool,
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 impl Controller {

@@ -4,8 +4,9 @@
 //! in an error state with the device and the reason; they never take the
 //! daemon down.
 
+use fieldcast_media::unix_now;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use fieldcast_media::backoff::Backoff;
 use fieldcast_media::pipeline_util::{change_state, error_reason, pending_error};
@@ -80,13 +81,6 @@ impl InputHandle {
         }
         let _ = self.task.await;
     }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 fn source_label(spec: &InputSpec) -> String {

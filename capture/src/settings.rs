@@ -220,23 +220,20 @@ impl InputSpec {
         check_name(&format!("{at}.name"), &self.name)?;
         let e = &self.encode;
         let l = &board.limits;
-        if e.width == 0 || e.width > l.max_width || !e.width.is_multiple_of(2) {
-            return Err(invalid(
-                "encode.width",
-                format!(
-                    "{} is outside 2..={} or odd (board {})",
-                    e.width, l.max_width, board.board.name
-                ),
-            ));
-        }
-        if e.height == 0 || e.height > l.max_height || !e.height.is_multiple_of(2) {
-            return Err(invalid(
-                "encode.height",
-                format!(
-                    "{} is outside 2..={} or odd (board {})",
-                    e.height, l.max_height, board.board.name
-                ),
-            ));
+        // Even sizes: 4:2:0 chroma halves both dimensions.
+        for (field, value, max) in [
+            ("encode.width", e.width, l.max_width),
+            ("encode.height", e.height, l.max_height),
+        ] {
+            if value == 0 || value > max || !value.is_multiple_of(2) {
+                return Err(invalid(
+                    field,
+                    format!(
+                        "{value} is outside 2..={max} or odd (board {})",
+                        board.board.name
+                    ),
+                ));
+            }
         }
         if e.framerate.as_f64() > f64::from(l.max_fps) {
             return Err(invalid(

@@ -15,5 +15,13 @@ pub mod srt;
 pub mod stream;
 
 pub use error::Error;
+
+/// Wall-clock time as unix seconds, the form state and events carry.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
 pub use frame::{EncodedFrame, Track};
 pub use stream::{Stream, StreamStats, Subscription};

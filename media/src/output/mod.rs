@@ -14,9 +14,10 @@
 pub mod liveness;
 mod pipeline;
 
+use crate::unix_now;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use gst::prelude::*;
@@ -222,13 +223,6 @@ pub fn spawn(spec: OutputSpec, events: mpsc::UnboundedSender<OutputEvent>) -> Ou
         status: status_rx,
         task,
     }
-}
-
-fn unix_now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
 }
 
 /// How one connection attempt ended.
