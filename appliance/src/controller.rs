@@ -7,7 +7,6 @@
 //! before anything runs, so a bad command, or one that cannot be saved,
 //! changes nothing.
 
-use fieldcast_media::unix_now;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,7 +14,7 @@ use std::time::{Duration, Instant};
 use fieldcast_capture::InputHandle;
 use fieldcast_capture::input::InputEvent;
 use fieldcast_media::output::{self, OutputEvent, OutputHandle, OutputSpec, OutputState, Target};
-use fieldcast_media::{Stream, Track};
+use fieldcast_media::{Stream, Track, unix_now};
 use rumqttc::v5::AsyncClient;
 use rumqttc::v5::mqttbytes::QoS;
 use serde::Serialize;

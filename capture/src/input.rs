@@ -4,13 +4,12 @@
 //! in an error state with the device and the reason; they never take the
 //! daemon down.
 
-use fieldcast_media::unix_now;
 use std::sync::Arc;
 use std::time::Duration;
 
 use fieldcast_media::backoff::Backoff;
 use fieldcast_media::pipeline_util::{change_state, error_reason, pending_error};
-use fieldcast_media::{EncodedFrame, Stream, Track};
+use fieldcast_media::{EncodedFrame, Stream, Track, unix_now};
 use futures::StreamExt;
 use gst::prelude::*;
 use serde::Serialize;

@@ -14,7 +14,6 @@
 pub mod liveness;
 mod pipeline;
 
-use crate::unix_now;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -31,6 +30,7 @@ use crate::frame::{EncodedFrame, Track};
 use crate::pipeline_util::{change_state, error_reason, pending_error};
 use crate::srt::{SrtStats, SrtTarget};
 use crate::stream::Stream;
+use crate::unix_now;
 use liveness::{Liveness, LivenessConfig, Verdict};
 pub use pipeline::Built;
 
