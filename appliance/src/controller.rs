@@ -382,10 +382,7 @@ impl Controller {
                 {
                     // Saved but not loaded (not valid with this config):
                     // removing it is how an operator cleans it up.
-                    let mut next = self.persisted.clone();
-                    next.pushes.retain(|d| d.id != id);
-                    next.running.remove(&id);
-                    self.save(next).await?;
+                    self.save(self.persisted.without(&id)).await?;
                     return Ok(json!({"changed": true}));
                 }
                 if self.find(&id)?.origin == Origin::Config {
@@ -395,47 +392,35 @@ impl Controller {
                         format!("'{id}' is an output of the config file; stop it instead"),
                     ));
                 }
-                let mut next = self.persisted.clone();
-                next.pushes.retain(|d| d.id != id);
-                next.running.remove(&id);
-                self.save(next).await?;
+                self.save(self.persisted.without(&id)).await?;
                 self.stop_output(&id).await;
                 self.pushes.remove(&id);
                 self.publish_event(json!({"event": "push_removed", "id": id}));
                 Ok(json!({"changed": true}))
             }
-            Command::PushStart { id } => {
-                let running = self.find(&id)?.handle.is_some();
-                let mut next = self.persisted.clone();
-                next.running.insert(id.clone(), true);
-                if next != self.persisted {
-                    self.save(next).await?;
-                }
-                if running {
-                    return Ok(
-                        json!({"changed": false, "push": self.push_detail(&self.pushes[&id])}),
-                    );
-                }
-                self.spawn_output(&id);
-                self.publish_event(json!({"event": "push_started", "id": id}));
-                Ok(json!({"changed": true, "push": self.push_detail(&self.pushes[&id])}))
-            }
-            Command::PushStop { id } => {
-                let running = self.find(&id)?.handle.is_some();
-                let mut next = self.persisted.clone();
-                next.running.insert(id.clone(), false);
-                if next != self.persisted {
-                    self.save(next).await?;
-                }
-                if !running {
-                    return Ok(
-                        json!({"changed": false, "push": self.push_detail(&self.pushes[&id])}),
-                    );
-                }
-                self.stop_output(&id).await;
-                Ok(json!({"changed": true, "push": self.push_detail(&self.pushes[&id])}))
-            }
+            Command::PushStart { id } => self.set_running(id, true).await,
+            Command::PushStop { id } => self.set_running(id, false).await,
         }
+    }
+
+    /// Starts or stops a push and remembers it across restarts. Idempotent:
+    /// asking for the state a push is in changes nothing.
+    async fn set_running(&mut self, id: String, want: bool) -> Result<Value, ApiError> {
+        let running = self.find(&id)?.handle.is_some();
+        let mut next = self.persisted.clone();
+        next.running.insert(id.clone(), want);
+        if next != self.persisted {
+            self.save(next).await?;
+        }
+        let changed = running != want;
+        if changed && want {
+            self.spawn_output(&id);
+            self.publish_event(json!({"event": "push_started", "id": id}));
+        } else if changed {
+            // The output task reports `output_stopped` itself.
+            self.stop_output(&id).await;
+        }
+        Ok(json!({"changed": changed, "push": self.push_detail(&self.pushes[&id])}))
     }
 
     fn push_view<'a>(&self, p: &'a Push) -> PushView<'a> {

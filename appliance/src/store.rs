@@ -33,6 +33,17 @@ pub struct Persisted {
     pub running: BTreeMap<String, bool>,
 }
 
+impl Persisted {
+    /// This state with push `id` forgotten: its definition and its
+    /// started/stopped mark.
+    pub fn without(&self, id: &str) -> Persisted {
+        let mut next = self.clone();
+        next.pushes.retain(|d| d.id != id);
+        next.running.remove(id);
+        next
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     dir: PathBuf,

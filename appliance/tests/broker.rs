@@ -182,39 +182,21 @@ async fn tls_with_client_certificate_and_password() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_is_survived() {
     let _g = serial().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let conf = tmp.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-    )
-    .unwrap();
-    let start_broker = || mosquitto(&conf, port);
-    let broker = start_broker();
-    let _daemon = Daemon::start_in(tmp.path(), &config(DEV, port, &tmp.path().join("data"), ""));
-    let mqtt = Mqtt::connect(port, &format!("fieldcast/{DEV}/#")).await;
-    mqtt.wait_for("online", Duration::from_secs(20), |m| {
-        m.last(&format!("fieldcast/{DEV}/status")) == Some(json!("online"))
-    })
-    .await;
-    drop(mqtt);
-    drop(broker);
+    let mut rig = Rig::start(DEV, "").await;
     // The broker is away for a while, then back with no memory at all.
+    rig.broker.kill();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let _broker = start_broker();
-    let mut mqtt = Mqtt::connect(port, &format!("fieldcast/{DEV}/#")).await;
+    rig.broker.start_again();
+    rig.mqtt = Mqtt::connect(rig.broker.port, &format!("fieldcast/{DEV}/#")).await;
     // Back online, its retained state republished, and it answers commands
     // (it subscribed again).
-    mqtt.wait_for("online again with state", Duration::from_secs(40), |m| {
-        m.last(&format!("fieldcast/{DEV}/status")) == Some(json!("online"))
-            && m.last(&format!("fieldcast/{DEV}/state")).is_some()
-    })
-    .await;
-    let r = mqtt
-        .request(&format!("fieldcast/{DEV}/cmd/push.list"), "")
+    let (status, state) = (rig.topic("status"), rig.topic("state"));
+    rig.mqtt
+        .wait_for("online again with state", Duration::from_secs(40), |m| {
+            m.last(&status) == Some(json!("online")) && m.last(&state).is_some()
+        })
         .await;
-    assert_eq!(r["ok"], true, "{r}");
+    rig.ok("push.list", "").await;
 }
 
 /// Two devices configured with the same id take each other's MQTT session
@@ -248,20 +230,12 @@ async fn duplicate_device_id_is_reported() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stops_promptly_while_the_broker_is_away() {
     let _g = serial().await;
-    let rig = Rig::start(DEV, "").await;
-    let Rig {
-        broker,
-        daemon,
-        mqtt,
-        ..
-    } = rig;
-    drop(mqtt);
-    drop(broker);
+    let mut rig = Rig::start(DEV, "").await;
+    rig.broker.kill();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let started = std::time::Instant::now();
-    let status = daemon.stop();
     assert!(
-        status.is_some(),
+        rig.stop("TERM"),
         "fieldcastd did not exit on SIGTERM without a broker"
     );
     assert!(

@@ -75,6 +75,14 @@ pub struct Mapping {
     pub unit: Option<Unit>,
 }
 
+impl Mapping {
+    /// A bitrate in the unit this mapping takes (a mapping without a unit
+    /// takes kbit/s; validation requires one for bitrates).
+    pub fn bitrate(&self, kbps: u32) -> u64 {
+        self.unit.unwrap_or(Unit::KbitPerSecond).from_kbps(kbps)
+    }
+}
+
 /// A property value as written in a board file.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(untagged)]

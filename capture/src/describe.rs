@@ -41,18 +41,21 @@ pub fn video_encoder(input: &InputSpec, board: &BoardProfile) -> String {
         (None, Some(c)) => controls.push((c.clone(), value)),
         (None, None) => {}
     };
-    let bitrate = enc
-        .bitrate
-        .unit
-        .map(|u| u.from_kbps(e.bitrate_kbps))
-        .unwrap_or(u64::from(e.bitrate_kbps));
-    put(&enc.bitrate, bitrate.to_string());
+    put(
+        &enc.bitrate,
+        enc.bitrate.bitrate(e.bitrate_kbps).to_string(),
+    );
     put(&enc.gop, e.gop_frames.to_string());
     if let (Some(cp), false) = (&enc.controls_property, controls.is_empty()) {
         let body: Vec<String> = controls.iter().map(|(k, v)| format!("{k}={v}")).collect();
         props.push((cp.clone(), format!("controls,{}", body.join(","))));
     }
-    let mut s = enc.element.clone();
+    element(&enc.element, props)
+}
+
+/// An element with its properties, in launch syntax.
+fn element(name: &str, props: impl IntoIterator<Item = (String, String)>) -> String {
+    let mut s = name.to_string();
     for (k, v) in props {
         s.push_str(&format!(" {k}={}", quote(&v)));
     }
@@ -139,18 +142,16 @@ pub fn audio_branch(input: &InputSpec, board: &BoardProfile) -> Option<String> {
         },
     };
     let enc = &board.audio_encoder;
-    let mut encoder = enc.element.clone();
-    for (k, v) in &enc.properties {
-        encoder.push_str(&format!(" {k}={}", quote(&v.to_string())));
-    }
+    let mut props: Vec<(String, String)> = enc
+        .properties
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
     if let Some(p) = &enc.bitrate.property {
-        let v = enc
-            .bitrate
-            .unit
-            .map(|u| u.from_kbps(input.encode.audio_bitrate_kbps))
-            .unwrap_or(u64::from(input.encode.audio_bitrate_kbps));
-        encoder.push_str(&format!(" {p}={v}"));
+        let bitrate = enc.bitrate.bitrate(input.encode.audio_bitrate_kbps);
+        props.push((p.clone(), bitrate.to_string()));
     }
+    let encoder = element(&enc.element, props);
     Some(format!(
         "{src} ! queue max-size-time=200000000 leaky=downstream ! audioconvert ! audioresample \
          ! audio/x-raw,rate=48000,channels=2 ! {encoder} ! aacparse \

@@ -87,7 +87,8 @@ impl Drop for Proc {
 /// Debian's mosquitto on its own loopback port.
 pub struct Broker {
     pub port: u16,
-    _proc: Proc,
+    proc: Option<Proc>,
+    conf: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -121,9 +122,20 @@ impl Broker {
         .unwrap();
         Broker {
             port,
-            _proc: mosquitto(&conf, port),
+            proc: Some(mosquitto(&conf, port)),
+            conf,
             _dir: dir,
         }
+    }
+
+    /// Kills the broker (it keeps nothing: no persistence).
+    pub fn kill(&mut self) {
+        self.proc = None;
+    }
+
+    /// Starts it again on the same port, with no memory of anything.
+    pub fn start_again(&mut self) {
+        self.proc = Some(mosquitto(&self.conf, self.port));
     }
 }
 
@@ -139,12 +151,15 @@ pub struct Rig {
 
 impl Rig {
     pub async fn start(dev: &'static str, extra: &str) -> Rig {
+        Rig::start_with(dev, |cfg| format!("{cfg}{extra}")).await
+    }
+
+    /// Like [`Rig::start`], with the test config passed through `edit`.
+    pub async fn start_with(dev: &'static str, edit: impl FnOnce(String) -> String) -> Rig {
         let broker = Broker::start();
         let tmp = tempfile::tempdir().unwrap();
-        let daemon = Daemon::start_in(
-            tmp.path(),
-            &config(dev, broker.port, &tmp.path().join("data"), extra),
-        );
+        let cfg = edit(config(dev, broker.port, &tmp.path().join("data"), ""));
+        let daemon = Daemon::start_in(tmp.path(), &cfg);
         let mqtt = Mqtt::device(broker.port, dev).await;
         Rig {
             dev,
@@ -153,6 +168,48 @@ impl Rig {
             broker,
             tmp,
         }
+    }
+
+    /// The config the daemon runs on.
+    pub fn config_text(&self) -> String {
+        std::fs::read_to_string(&self.daemon.config).unwrap()
+    }
+
+    /// Ends the daemon with `signal` (`TERM` as systemd does, `KILL` for a
+    /// power cut). Returns whether it exited.
+    pub fn stop(&mut self, signal: &str) -> bool {
+        self.daemon.proc.signal(signal);
+        self.daemon
+            .proc
+            .wait_exit(Duration::from_secs(15))
+            .is_some()
+    }
+
+    /// Starts a new daemon in the same directory on `config_text`.
+    pub fn start_again(&mut self, config_text: &str) {
+        self.daemon = Daemon::start_in(self.tmp.path(), config_text);
+    }
+
+    /// [`Rig::stop`], then [`Rig::start_again`].
+    pub fn restart(&mut self, signal: &str, config_text: &str) -> bool {
+        let exited = self.stop(signal);
+        self.start_again(config_text);
+        exited
+    }
+
+    /// What the daemon saved (`data/pushes.json`).
+    pub fn saved(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.path("data/pushes.json")).unwrap()).unwrap()
+    }
+
+    /// Waits for the retained status to say `status`.
+    pub async fn wait_status(&self, status: &str) {
+        let topic = self.topic("status");
+        self.mqtt
+            .wait_for(&format!("status {status}"), Duration::from_secs(20), |m| {
+                m.last(&topic) == Some(Value::String(status.into()))
+            })
+            .await;
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
