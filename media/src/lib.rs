@@ -9,6 +9,7 @@
 pub mod backoff;
 pub mod error;
 pub mod frame;
+pub mod netwatch;
 pub mod output;
 pub mod pipeline_util;
 pub mod srt;

@@ -78,6 +78,9 @@ pub struct OutputSpec {
     /// Bytes queued inside the output's own pipeline (a sink blocked on the
     /// network) before it drops to the next keyframe.
     pub max_pipeline_bytes: u64,
+    /// Reconnect after a failure (auto and scheduled pushes). A one-shot
+    /// push does not: its first failure ends it in [`OutputState::Failed`].
+    pub retry: bool,
 }
 
 impl OutputSpec {
@@ -90,6 +93,7 @@ impl OutputSpec {
             liveness: LivenessConfig::default(),
             queue_frames: 512,
             max_pipeline_bytes: 16 * 1024 * 1024,
+            retry: true,
         }
     }
 }
@@ -108,6 +112,10 @@ pub enum OutputState {
         retry_at: f64,
         reason: String,
     },
+    /// Failed and not retried (a one-shot push); the task has ended.
+    Failed {
+        reason: String,
+    },
     Stopped,
 }
 
@@ -119,6 +127,7 @@ impl OutputState {
             OutputState::Waiting => "waiting",
             OutputState::Live => "live",
             OutputState::Backoff { .. } => "backoff",
+            OutputState::Failed { .. } => "failed",
             OutputState::Stopped => "stopped",
         }
     }
@@ -173,10 +182,19 @@ pub enum OutputEvent {
     OutputStopped {
         id: String,
     },
+    /// A one-shot output failed and will not retry.
+    OutputFailed {
+        id: String,
+        reason: String,
+    },
 }
 
 enum Command {
     Stop(oneshot::Sender<()>),
+    /// Drop the connection and dial again at once, without backoff: the
+    /// network under it changed (a new route or address after a WAN
+    /// switch), and the old socket may be bound to a path that is gone.
+    Reconnect(String),
 }
 
 /// The caller's side of a running output.
@@ -199,6 +217,18 @@ impl OutputHandle {
     /// A receiver that sees every status change.
     pub fn watch(&self) -> watch::Receiver<OutputStatus> {
         self.status.clone()
+    }
+
+    /// Asks the output to drop its connection and dial again at once,
+    /// without backoff (the network under it changed). Never waits: a full
+    /// command queue already holds a stop or a reconnect.
+    pub fn reconnect(&self, reason: impl Into<String>) {
+        let _ = self.cmd.try_send(Command::Reconnect(reason.into()));
+    }
+
+    /// True once the task has ended by itself (a one-shot output failed).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
     }
 
     /// Stops the output and waits until its pipeline is down.
@@ -236,6 +266,8 @@ enum SessionEnd {
     /// The capture pipeline was rebuilt on a new timeline: follow it at
     /// once. Not a failure of this output, so no backoff and no reconnect.
     InputRestarted,
+    /// Asked to reconnect at once (the network changed).
+    Reconnect(String),
 }
 
 struct Task {
@@ -282,10 +314,38 @@ impl Task {
     }
 }
 
+/// What a command asks of a running session.
+enum Interrupt {
+    Stop(Option<oneshot::Sender<()>>),
+    Reconnect(String),
+}
+
 /// Waits for the next command; a dropped handle counts as a stop, so an
 /// output can never outlive whoever owns it.
+async fn next_command(cmd: &mut mpsc::Receiver<Command>) -> Interrupt {
+    match cmd.recv().await {
+        Some(Command::Stop(done)) => Interrupt::Stop(Some(done)),
+        Some(Command::Reconnect(why)) => Interrupt::Reconnect(why),
+        None => Interrupt::Stop(None),
+    }
+}
+
+/// Waits for a stop, ignoring reconnect requests (nothing is connected).
 async fn next_stop(cmd: &mut mpsc::Receiver<Command>) -> Option<oneshot::Sender<()>> {
-    cmd.recv().await.map(|Command::Stop(done)| done)
+    loop {
+        if let Interrupt::Stop(done) = next_command(cmd).await {
+            return done;
+        }
+    }
+}
+
+impl From<Interrupt> for SessionEnd {
+    fn from(i: Interrupt) -> Self {
+        match i {
+            Interrupt::Stop(done) => SessionEnd::Stopped(done),
+            Interrupt::Reconnect(why) => SessionEnd::Reconnect(why),
+        }
+    }
 }
 
 async fn run(
@@ -311,6 +371,32 @@ async fn run(
             SessionEnd::InputRestarted => {
                 info!(output = %task.spec.id, "input restarted; following it");
                 attempt = 0;
+            }
+            SessionEnd::Reconnect(why) => {
+                info!(output = %task.spec.id, reason = %why, "reconnecting at once");
+                task.status.send_modify(|s| {
+                    s.last_error = Some(why.clone());
+                    s.reconnects += 1;
+                });
+                task.event(OutputEvent::OutputDisconnected {
+                    id: task.spec.id.clone(),
+                    reason: why,
+                    retry_in_s: 0.0,
+                });
+                attempt = 0;
+            }
+            SessionEnd::Failed { reason, .. } if !task.spec.retry => {
+                warn!(output = %task.spec.id, %reason, "output failed; not retried");
+                task.status
+                    .send_modify(|s| s.last_error = Some(reason.clone()));
+                task.set_state(OutputState::Failed {
+                    reason: reason.clone(),
+                });
+                task.event(OutputEvent::OutputFailed {
+                    id: task.spec.id.clone(),
+                    reason,
+                });
+                return;
             }
             SessionEnd::Failed { reason, was_live } => {
                 if was_live {
@@ -380,7 +466,7 @@ async fn session(task: &mut Task) -> SessionEnd {
                     Some(f) => f,
                     None => break 'session SessionEnd::Failed { reason: "stream closed".into(), was_live: false },
                 },
-                done = next_stop(&mut task.cmd) => break 'session SessionEnd::Stopped(done),
+                i = next_command(&mut task.cmd) => break 'session i.into(),
             }
         };
         let epoch = first.epoch;
@@ -396,9 +482,9 @@ async fn session(task: &mut Task) -> SessionEnd {
             tokio::task::spawn_blocking(move || p.set_state(gst::State::Playing).map(|_| ()));
         let started = tokio::select! {
             r = &mut starting => r,
-            done = next_stop(&mut task.cmd) => {
+            i = next_command(&mut task.cmd) => {
                 let _ = starting.await;
-                break 'session SessionEnd::Stopped(done);
+                break 'session i.into();
             }
         };
         if !matches!(started, Ok(Ok(()))) {
@@ -443,9 +529,11 @@ async fn session(task: &mut Task) -> SessionEnd {
             tokio::select! {
                 // Stop first: an operator's stop must not wait behind frames.
                 biased;
-                done = next_stop(&mut task.cmd) => {
-                    finish(&built, &mut bus).await;
-                    break 'session SessionEnd::Stopped(done);
+                i = next_command(&mut task.cmd) => {
+                    if matches!(i, Interrupt::Stop(_)) {
+                        finish(&built, &mut bus).await;
+                    }
+                    break 'session i.into();
                 }
                 msg = bus.next() => {
                     let Some(msg) = msg else { break 'session SessionEnd::Failed { reason: "pipeline bus closed".into(), was_live } };
