@@ -7,28 +7,115 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::PushDef;
+use fieldcast_schedule::ScheduleDef;
+
 use crate::error::{ApiError, Code};
+use crate::push::PushDef;
+use crate::store::Layer;
+use crate::triggers::{HandlerDef, Trigger};
+use crate::vars::VarDef;
 
 #[derive(Debug, PartialEq)]
 pub enum Command {
     PushAdd(PushDef),
-    PushRemove { id: String },
-    PushStart { id: String },
-    PushStop { id: String },
+    PushUpdate(PushDef),
+    PushRemove {
+        id: String,
+    },
+    PushStart {
+        id: String,
+    },
+    PushStop {
+        id: String,
+    },
     PushList,
+    PushHistory {
+        id: Option<String>,
+        limit: usize,
+    },
     StateGet,
+    VarList,
+    VarSet(VarDef),
+    VarRemove {
+        name: String,
+    },
+    TriggerList,
+    TriggerSet {
+        on: Trigger,
+        handlers: Vec<HandlerDef>,
+    },
+    SchedulePreview {
+        id: Option<String>,
+        schedule: Option<ScheduleDef>,
+        count: usize,
+    },
+    ConfigExport,
+    ConfigImport(Box<Layer>),
 }
 
 /// Every command of the contract, for `unknown_command` replies and docs.
 pub const COMMANDS: &[&str] = &[
     "push.add",
+    "push.update",
     "push.remove",
     "push.start",
     "push.stop",
     "push.list",
+    "push.history",
     "state.get",
+    "var.list",
+    "var.set",
+    "var.remove",
+    "trigger.list",
+    "trigger.set",
+    "schedule.preview",
+    "config.export",
+    "config.import",
 ];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryArgs {
+    id: Option<String>,
+    #[serde(default = "default_limit")]
+    limit: usize,
+}
+
+fn default_limit() -> usize {
+    50
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NameArgs {
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TriggerSetArgs {
+    on: Trigger,
+    handlers: Vec<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PreviewArgs {
+    id: Option<String>,
+    schedule: Option<ScheduleDef>,
+    #[serde(default = "default_count")]
+    count: usize,
+}
+
+fn default_count() -> usize {
+    5
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportArgs {
+    config: Layer,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,11 +162,89 @@ fn args<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, ApiError> {
 pub fn parse(name: &str, payload: &[u8]) -> Result<Command, ApiError> {
     match name {
         "push.add" => args::<PushDef>(payload).map(Command::PushAdd),
+        "push.update" => args::<PushDef>(payload).map(Command::PushUpdate),
         "push.remove" => args::<IdArgs>(payload).map(|a| Command::PushRemove { id: a.id }),
         "push.start" => args::<IdArgs>(payload).map(|a| Command::PushStart { id: a.id }),
         "push.stop" => args::<IdArgs>(payload).map(|a| Command::PushStop { id: a.id }),
         "push.list" => args::<NoArgs>(payload).map(|_| Command::PushList),
+        "push.history" => {
+            let a = args::<HistoryArgs>(payload)?;
+            if !(1..=1000).contains(&a.limit) {
+                return Err(ApiError::field(
+                    Code::InvalidArgument,
+                    "limit",
+                    format!("{} is outside 1..=1000", a.limit),
+                ));
+            }
+            Ok(Command::PushHistory {
+                id: a.id,
+                limit: a.limit,
+            })
+        }
         "state.get" => args::<NoArgs>(payload).map(|_| Command::StateGet),
+        "var.list" => args::<NoArgs>(payload).map(|_| Command::VarList),
+        "var.set" => args::<VarDef>(payload).map(Command::VarSet),
+        "var.remove" => args::<NameArgs>(payload).map(|a| Command::VarRemove { name: a.name }),
+        "trigger.list" => args::<NoArgs>(payload).map(|_| Command::TriggerList),
+        "trigger.set" => {
+            let a = args::<TriggerSetArgs>(payload)?;
+            let mut handlers = Vec::new();
+            for (i, mut h) in a.handlers.into_iter().enumerate() {
+                let field = format!("handlers[{i}]");
+                let Some(obj) = h.as_object_mut() else {
+                    return Err(ApiError::field(
+                        Code::InvalidArgument,
+                        field,
+                        "must be an object",
+                    ));
+                };
+                match obj.get("on") {
+                    None => {
+                        obj.insert("on".into(), serde_json::to_value(a.on).expect("names"));
+                    }
+                    Some(v) if *v == serde_json::to_value(a.on).expect("names") => {}
+                    Some(_) => {
+                        return Err(ApiError::field(
+                            Code::InvalidArgument,
+                            format!("{field}.on"),
+                            format!("differs from the command's on ({})", a.on.name()),
+                        ));
+                    }
+                }
+                let def: HandlerDef = serde_json::from_value(h).map_err(|e| {
+                    ApiError::field(Code::InvalidArgument, field.clone(), e.to_string())
+                })?;
+                def.validate(&field)?;
+                handlers.push(def);
+            }
+            Ok(Command::TriggerSet { on: a.on, handlers })
+        }
+        "schedule.preview" => {
+            let a = args::<PreviewArgs>(payload)?;
+            if a.id.is_some() == a.schedule.is_some() {
+                return Err(ApiError::field(
+                    Code::InvalidArgument,
+                    "id",
+                    "give either id (a push) or schedule (a schedule to try)",
+                ));
+            }
+            if !(1..=100).contains(&a.count) {
+                return Err(ApiError::field(
+                    Code::InvalidArgument,
+                    "count",
+                    format!("{} is outside 1..=100", a.count),
+                ));
+            }
+            Ok(Command::SchedulePreview {
+                id: a.id,
+                schedule: a.schedule,
+                count: a.count,
+            })
+        }
+        "config.export" => args::<NoArgs>(payload).map(|_| Command::ConfigExport),
+        "config.import" => {
+            args::<ImportArgs>(payload).map(|a| Command::ConfigImport(Box::new(a.config)))
+        }
         other => Err(ApiError::new(
             Code::UnknownCommand,
             format!(
@@ -94,6 +259,8 @@ pub fn parse(name: &str, payload: &[u8]) -> Result<Command, ApiError> {
 #[derive(Serialize)]
 struct Reply<'a> {
     ok: bool,
+    /// Who answers: a group command gets one reply per device.
+    device: &'a str,
     command: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     result: Option<Value>,
@@ -101,16 +268,18 @@ struct Reply<'a> {
     error: Option<&'a ApiError>,
 }
 
-pub fn reply(command: &str, outcome: &Result<Value, ApiError>) -> Vec<u8> {
+pub fn reply(device: &str, command: &str, outcome: &Result<Value, ApiError>) -> Vec<u8> {
     let r = match outcome {
         Ok(v) => Reply {
             ok: true,
+            device,
             command,
             result: Some(v.clone()),
             error: None,
         },
         Err(e) => Reply {
             ok: false,
+            device,
             command,
             result: None,
             error: Some(e),
@@ -160,13 +329,14 @@ mod tests {
     #[test]
     fn replies() {
         let ok: Value =
-            serde_json::from_slice(&reply("push.list", &Ok(serde_json::json!([])))).unwrap();
+            serde_json::from_slice(&reply("enc-01", "push.list", &Ok(serde_json::json!([]))))
+                .unwrap();
         assert_eq!(
             ok,
-            serde_json::json!({"ok": true, "command": "push.list", "result": []})
+            serde_json::json!({"ok": true, "device": "enc-01", "command": "push.list", "result": []})
         );
         let err = ApiError::field(Code::NotFound, "id", "'x' is not a push");
-        let e: Value = serde_json::from_slice(&reply("push.stop", &Err(err))).unwrap();
+        let e: Value = serde_json::from_slice(&reply("enc-01", "push.stop", &Err(err))).unwrap();
         assert_eq!(e["ok"], false);
         assert_eq!(e["error"]["code"], "not_found");
         assert_eq!(e["error"]["field"], "id");

@@ -7,10 +7,12 @@ use std::path::{Path, PathBuf};
 
 use fieldcast_capture::settings::check_name;
 use fieldcast_capture::{BoardProfile, InputSpec};
-use fieldcast_media::output::Target;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::error::ConfigError;
+use crate::push::{PushDef, ValidPush};
+use crate::triggers::HandlerDef;
+use crate::vars::VarDef;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -22,6 +24,66 @@ pub struct Config {
     pub inputs: Vec<InputSpec>,
     #[serde(default)]
     pub outputs: Vec<PushDef>,
+    #[serde(default)]
+    pub variables: Vec<VarDef>,
+    #[serde(default)]
+    pub triggers: Vec<HandlerDef>,
+    #[serde(default)]
+    pub pushes: PushesConfig,
+    #[serde(default)]
+    pub control: ControlConfig,
+}
+
+/// How the scheduler runs pushes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushesConfig {
+    /// At most this many pushes start in any one second.
+    #[serde(default = "default_starts")]
+    pub max_starts_per_s: u32,
+    /// Entries of the push history kept (`push.history`).
+    #[serde(default = "default_history")]
+    pub history: usize,
+    /// Reconnect caller pushes at once when an interface, address or route
+    /// changes (a WAN switch), instead of waiting for the link to stall.
+    #[serde(default = "yes")]
+    pub reconnect_on_network_change: bool,
+}
+
+fn default_starts() -> u32 {
+    5
+}
+fn default_history() -> usize {
+    500
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for PushesConfig {
+    fn default() -> Self {
+        Self {
+            max_starts_per_s: default_starts(),
+            history: default_history(),
+            reconnect_on_network_change: true,
+        }
+    }
+}
+
+/// What MQTT may change. Whoever can publish to a device's command topics
+/// controls its pushes; running programs on it is a step further, off by
+/// default.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlConfig {
+    /// `var.set` may define command variables and `trigger.set` exec
+    /// handlers (programs the daemon runs).
+    #[serde(default)]
+    pub allow_exec: bool,
+    /// `config.export` may include targets in full (passphrases, keys),
+    /// so that an export can be imported on another device.
+    #[serde(default)]
+    pub export_secrets: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -37,6 +99,17 @@ pub struct DeviceConfig {
     /// Where the daemon keeps what it must remember (pushes added over MQTT).
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// The IANA time zone of the date and time variables.
+    #[serde(default = "default_tz")]
+    pub timezone: String,
+    /// Fleet groups: the device also takes commands sent to
+    /// `<prefix>/groups/<group>/cmd/<command>`.
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+fn default_tz() -> String {
+    "UTC".into()
 }
 
 fn default_board() -> String {
@@ -112,67 +185,6 @@ impl std::fmt::Debug for MqttConfig {
     }
 }
 
-/// A push (output) as configured or added over MQTT. `target` holds secrets
-/// (passphrases, stream keys): it is stored, never shown; what is shown is
-/// [`Target::redacted`].
-#[derive(Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct PushDef {
-    pub id: String,
-    pub stream: String,
-    pub target: String,
-    /// Started at boot (and kept running); `false` keeps it defined but off.
-    #[serde(default = "yes")]
-    pub enabled: bool,
-}
-
-fn yes() -> bool {
-    true
-}
-
-impl std::fmt::Debug for PushDef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PushDef")
-            .field("id", &self.id)
-            .field("stream", &self.stream)
-            .field(
-                "target",
-                &Target::parse(&self.target)
-                    .map(|t| t.redacted())
-                    .unwrap_or_else(|_| "<invalid>".into()),
-            )
-            .field("enabled", &self.enabled)
-            .finish()
-    }
-}
-
-impl PushDef {
-    /// Checks the push against the streams that exist; `at` is its field
-    /// path (`outputs[0]`, or empty for an MQTT command).
-    pub fn validate(&self, at: &str, streams: &BTreeSet<String>) -> Result<Target, ConfigError> {
-        let field = |f: &str| {
-            if at.is_empty() {
-                f.to_string()
-            } else {
-                format!("{at}.{f}")
-            }
-        };
-        check_name(&field("id"), &self.id).map_err(ConfigError::from_capture)?;
-        if !streams.contains(&self.stream) {
-            return Err(ConfigError::new(
-                field("stream"),
-                format!(
-                    "'{}' is not a configured stream (streams: {})",
-                    self.stream,
-                    streams.iter().cloned().collect::<Vec<_>>().join(", ")
-                ),
-            ));
-        }
-        Target::parse(&self.target)
-            .map_err(|e| ConfigError::new(field("target"), e.to_string().replace("target: ", "")))
-    }
-}
-
 /// A validated configuration: what the daemon runs.
 #[derive(Debug)]
 pub struct Settings {
@@ -181,7 +193,12 @@ pub struct Settings {
     pub broker: Broker,
     pub board: BoardProfile,
     pub inputs: Vec<InputSpec>,
-    pub outputs: Vec<(PushDef, Target)>,
+    pub outputs: Vec<ValidPush>,
+    pub variables: Vec<VarDef>,
+    pub triggers: Vec<HandlerDef>,
+    pub pushes: PushesConfig,
+    pub control: ControlConfig,
+    pub timezone: jiff::tz::TimeZone,
 }
 
 impl Settings {
@@ -255,6 +272,22 @@ impl Config {
 
     pub fn validate(self) -> Result<Settings, ConfigError> {
         check_name("device.id", &self.device.id).map_err(ConfigError::from_capture)?;
+        // `groups` is the fleet topic tree beside the devices' own.
+        if self.device.id == "groups" {
+            return Err(ConfigError::new(
+                "device.id",
+                "'groups' is reserved (fleet group topics live under <prefix>/groups/)",
+            ));
+        }
+        let timezone = jiff::tz::TimeZone::get(&self.device.timezone).map_err(|_| {
+            ConfigError::new(
+                "device.timezone",
+                format!("'{}' is not an IANA time zone", self.device.timezone),
+            )
+        })?;
+        for (i, g) in self.device.groups.iter().enumerate() {
+            check_name(&format!("device.groups[{i}]"), g).map_err(ConfigError::from_capture)?;
+        }
         let board = match &self.device.board_file {
             Some(path) => BoardProfile::from_file(path),
             None => BoardProfile::builtin(&self.device.board),
@@ -327,14 +360,40 @@ impl Config {
         let mut outputs = Vec::new();
         for (i, def) in self.outputs.iter().enumerate() {
             let at = format!("outputs[{i}]");
-            let target = def.validate(&at, &names)?;
+            let valid = def.validate(&at, &names)?;
             if !ids.insert(def.id.clone()) {
                 return Err(ConfigError::new(
                     format!("{at}.id"),
                     format!("'{}' is used by another output", def.id),
                 ));
             }
-            outputs.push((def.clone(), target));
+            outputs.push(valid);
+        }
+        let mut var_names = BTreeSet::new();
+        for (i, v) in self.variables.iter().enumerate() {
+            let at = format!("variables[{i}]");
+            v.validate(&at)?;
+            if !var_names.insert(v.name.clone()) {
+                return Err(ConfigError::new(
+                    format!("{at}.name"),
+                    format!("'{}' is defined twice", v.name),
+                ));
+            }
+        }
+        for (i, h) in self.triggers.iter().enumerate() {
+            h.validate(&format!("triggers[{i}]"))?;
+        }
+        if !(1..=1000).contains(&self.pushes.max_starts_per_s) {
+            return Err(ConfigError::new(
+                "pushes.max_starts_per_s",
+                format!("{} is outside 1..=1000", self.pushes.max_starts_per_s),
+            ));
+        }
+        if !(10..=100_000).contains(&self.pushes.history) {
+            return Err(ConfigError::new(
+                "pushes.history",
+                format!("{} is outside 10..=100000", self.pushes.history),
+            ));
         }
         Ok(Settings {
             device: self.device,
@@ -343,6 +402,11 @@ impl Config {
             board,
             inputs: self.inputs,
             outputs,
+            variables: self.variables,
+            triggers: self.triggers,
+            pushes: self.pushes,
+            control: self.control,
+            timezone,
         })
     }
 }

@@ -1,64 +1,156 @@
-//! The controller: owns the inputs, streams and pushes, applies commands,
-//! and publishes state, events and telemetry.
+//! The controller: owns the inputs, streams and pushes, runs the push
+//! scheduler, keeps the variables, fires the triggers, applies commands, and
+//! publishes state, events and telemetry.
 //!
 //! One task, one loop, selecting over typed channels: MQTT commands, output
-//! and input events, and two timers. Nothing here holds a lock; every piece
-//! of state is owned by this task. A command is validated in full and saved
-//! before anything runs, so a bad command, or one that cannot be saved,
-//! changes nothing.
+//! and input events, variable refreshes, blocking trigger answers, network
+//! changes, and timers. Nothing here holds a lock; every piece of state is
+//! owned by this task. Anything slow (a trigger handler, a variable's
+//! command, an output draining its last packets) runs in a task of its own
+//! and reports back, so the loop always answers. A command is validated in
+//! full and saved before anything runs, so a bad command, or one that
+//! cannot be saved, changes nothing.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fieldcast_capture::InputHandle;
 use fieldcast_capture::input::InputEvent;
+use fieldcast_capture::{InputHandle, InputState};
+use fieldcast_media::backoff::Backoff;
+use fieldcast_media::netwatch::NetChange;
 use fieldcast_media::output::{self, OutputEvent, OutputHandle, OutputSpec, OutputState, Target};
+use fieldcast_media::srt::SrtMode;
 use fieldcast_media::{Stream, Track, unix_now};
+use fieldcast_schedule::Schedule;
 use rumqttc::v5::AsyncClient;
 use rumqttc::v5::mqttbytes::QoS;
-use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
 use crate::command::{self, Command};
-use crate::config::{PushDef, Settings};
-use crate::error::{ApiError, Code};
+use crate::config::Settings;
+use crate::error::{ApiError, Code, ConfigError};
 use crate::mqtt::{self, Incoming};
-use crate::store::{Persisted, Store};
+use crate::push::history::History;
+use crate::push::scheduler::{self, Facts, Hold, Mark, StartLimiter};
+use crate::push::{PushDef, PushKind, ValidPush};
+use crate::store::{Layer, Persisted, Store};
 use crate::topics::Topics;
+use crate::triggers::{self, HandlerDef, Trigger, Verdict};
+use crate::vars::{self, Refreshed, VarDef, VarValue};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+/// How often the scheduler looks at every push (MistServer checks once a
+/// second; a quarter second keeps window edges tight).
+const PASS: Duration = Duration::from_millis(250);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Origin {
-    /// From the config file: can be started and stopped, not removed.
+    /// From the config file: can be started and stopped, not changed.
     Config,
     /// Added over MQTT and saved in the data directory.
     Mqtt,
 }
 
-struct Push {
-    def: PushDef,
-    target: Target,
-    origin: Origin,
-    handle: Option<OutputHandle>,
+/// Where a push is in its life, as far as the controller is concerned; a
+/// running output has its own finer state (connecting, live, backoff).
+enum Phase {
+    /// Not running, and why: stopped by the operator, or waiting for its
+    /// stream, its schedule or its rules.
+    Idle(Hold),
+    /// Its blocking trigger handlers are running; the push's `generation`
+    /// tells a late answer from a current one.
+    Preparing,
+    Running {
+        handle: OutputHandle,
+        /// The target it connected to, redacted.
+        shown: String,
+        rewritten: bool,
+        started: Instant,
+    },
+    /// Could not start (refused by a handler, a variable unset, a target
+    /// invalid after substitution); tried again at `until`.
+    Held {
+        until: Instant,
+        retry_at: f64,
+        why: String,
+    },
+    /// A one-shot push that failed, or ended with its stream.
+    Failed(String),
+    Ended(String),
 }
 
-/// What state shows of a push: health, not counters (those are telemetry),
-/// so the retained state changes only when something happens.
-#[derive(Serialize, PartialEq)]
-struct PushView<'a> {
-    id: &'a str,
-    stream: &'a str,
-    target: String,
+struct Push {
+    valid: ValidPush,
     origin: Origin,
-    running: bool,
-    #[serde(flatten)]
-    state: OutputState,
-    since: Option<f64>,
-    reconnects: u32,
-    last_error: Option<String>,
+    /// The schedule in use: compiled from the definition and, when it
+    /// imports a calendar, from the calendar's last good text.
+    schedule: Option<Result<Schedule, String>>,
+    phase: Phase,
+    since: f64,
+    generation: u64,
+    /// Held-back attempts in a row (refusals, bad targets), for backoff.
+    holds: u32,
+}
+
+impl Push {
+    fn def(&self) -> &PushDef {
+        &self.valid.def
+    }
+
+    fn handle(&self) -> Option<&OutputHandle> {
+        match &self.phase {
+            Phase::Running { handle, .. } => Some(handle),
+            _ => None,
+        }
+    }
+
+    fn set_phase(&mut self, phase: Phase) {
+        self.phase = phase;
+        self.since = unix_now();
+    }
+}
+
+/// What one scheduler pass does with one push.
+enum Step {
+    Nothing,
+    Start(Result<String, String>),
+    End(Phase, String),
+    Idle(Hold),
+}
+
+/// The answer of a push's blocking handlers.
+struct Prepared {
+    id: String,
+    generation: u64,
+    verdict: Verdict,
+}
+
+/// A calendar (`.ics`) a scheduled push imports, fetched again and again.
+struct Calendar {
+    source: String,
+    text: Option<String>,
+    error: Option<String>,
+    task: JoinHandle<()>,
+}
+
+struct CalendarLoaded {
+    id: String,
+    source: String,
+    result: Result<String, String>,
+}
+
+/// A user variable with its current value.
+struct Var {
+    def: VarDef,
+    origin: Origin,
+    value: Option<String>,
+    updated: Option<f64>,
+    error: Option<String>,
+    task: Option<JoinHandle<()>>,
 }
 
 pub struct Controller {
@@ -67,22 +159,41 @@ pub struct Controller {
     client: AsyncClient,
     store: Store,
     persisted: Persisted,
+    http: reqwest::Client,
     streams: HashMap<String, Arc<Stream>>,
     inputs: Vec<InputHandle>,
     pushes: BTreeMap<String, Push>,
+    /// Outputs that were told to stop and are draining; a push waits for
+    /// its old output before it starts again (a listener's port).
+    stopping: HashMap<String, JoinHandle<()>>,
+    vars: BTreeMap<String, Var>,
+    calendars: HashMap<String, Calendar>,
+    live_streams: BTreeSet<String>,
+    lost_inputs: BTreeSet<String>,
+    history: History,
+    limiter: StartLimiter,
+    hold_backoff: Backoff,
     output_events_tx: mpsc::UnboundedSender<OutputEvent>,
     output_events: mpsc::UnboundedReceiver<OutputEvent>,
     input_events: mpsc::UnboundedReceiver<InputEvent>,
+    prepared_tx: mpsc::UnboundedSender<Prepared>,
+    prepared: mpsc::UnboundedReceiver<Prepared>,
+    refreshed_tx: mpsc::UnboundedSender<Refreshed>,
+    refreshed: mpsc::UnboundedReceiver<Refreshed>,
+    calendar_tx: mpsc::UnboundedSender<CalendarLoaded>,
+    calendar_rx: mpsc::UnboundedReceiver<CalendarLoaded>,
     started: Instant,
     last_state: Option<Value>,
+    /// What each push's state was last published as, for push_state events.
+    last_push_states: HashMap<String, (String, String)>,
     last_telemetry: Option<(Instant, HashMap<String, u64>)>,
     /// The MQTT session is up.
     online: bool,
 }
 
 impl Controller {
-    /// Builds the controller and starts every input and every push that
-    /// should run.
+    /// Builds the controller and starts every input; pushes start from the
+    /// first scheduler pass, once their streams are live.
     pub fn start(
         settings: Settings,
         client: AsyncClient,
@@ -90,9 +201,13 @@ impl Controller {
         persisted: Persisted,
         store_warning: Option<String>,
     ) -> Self {
-        let topics = Topics::new(&settings.mqtt.prefix, &settings.device.id);
+        let topics = Topics::new(&settings.mqtt.prefix, &settings.device.id)
+            .with_groups(&settings.mqtt.prefix, &settings.device.groups);
         let (output_events_tx, output_events) = mpsc::unbounded_channel();
         let (input_events_tx, input_events) = mpsc::unbounded_channel();
+        let (prepared_tx, prepared) = mpsc::unbounded_channel();
+        let (refreshed_tx, refreshed) = mpsc::unbounded_channel();
+        let (calendar_tx, calendar_rx) = mpsc::unbounded_channel();
         let mut streams = HashMap::new();
         let mut inputs = Vec::new();
         for spec in &settings.inputs {
@@ -110,37 +225,49 @@ impl Controller {
                 input_events_tx.clone(),
             ));
         }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("fieldcast/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .expect("the HTTP client builds (TLS roots load lazily)");
         let mut c = Controller {
+            history: History::new(settings.pushes.history),
+            limiter: StartLimiter::new(settings.pushes.max_starts_per_s),
             settings,
             topics,
             client,
             store,
             persisted,
+            http,
             streams,
             inputs,
             pushes: BTreeMap::new(),
+            stopping: HashMap::new(),
+            vars: BTreeMap::new(),
+            calendars: HashMap::new(),
+            live_streams: BTreeSet::new(),
+            lost_inputs: BTreeSet::new(),
+            hold_backoff: Backoff::default(),
             output_events_tx,
             output_events,
             input_events,
+            prepared_tx,
+            prepared,
+            refreshed_tx,
+            refreshed,
+            calendar_tx,
+            calendar_rx,
             started: Instant::now(),
             last_state: None,
+            last_push_states: HashMap::new(),
             last_telemetry: None,
             online: false,
         };
         if let Some(w) = store_warning {
             warn!("{w}");
         }
-        let config_outputs = c.settings.outputs.clone();
-        for (def, target) in config_outputs {
-            c.pushes.insert(
-                def.id.clone(),
-                Push {
-                    def,
-                    target,
-                    origin: Origin::Config,
-                    handle: None,
-                },
-            );
+        for valid in c.settings.outputs.clone() {
+            c.insert_push(valid, Origin::Config);
         }
         let names = c.settings.stream_names();
         for def in c.persisted.pushes.clone() {
@@ -149,17 +276,7 @@ impl Controller {
                 continue;
             }
             match def.validate("", &names) {
-                Ok(target) => {
-                    c.pushes.insert(
-                        def.id.clone(),
-                        Push {
-                            def,
-                            target,
-                            origin: Origin::Mqtt,
-                            handle: None,
-                        },
-                    );
-                }
+                Ok(valid) => c.insert_push(valid, Origin::Mqtt),
                 // Kept in the store untouched: a config change may bring its
                 // stream back.
                 Err(e) => {
@@ -167,38 +284,579 @@ impl Controller {
                 }
             }
         }
-        let ids: Vec<String> = c.pushes.keys().cloned().collect();
-        for id in ids {
-            if c.wants_running(&id) {
-                c.spawn_output(&id);
-            }
-        }
+        c.load_vars();
         c
     }
 
-    fn wants_running(&self, id: &str) -> bool {
-        match self.persisted.running.get(id) {
-            Some(r) => *r,
-            None => self.pushes.get(id).is_some_and(|p| p.def.enabled),
+    fn insert_push(&mut self, valid: ValidPush, origin: Origin) {
+        let id = valid.def.id.clone();
+        let schedule = valid.schedule.clone().map(Ok);
+        let ics = valid.def.schedule.as_ref().and_then(|s| s.ics.clone());
+        self.pushes.insert(
+            id.clone(),
+            Push {
+                valid,
+                origin,
+                schedule,
+                phase: Phase::Idle(Hold::Waiting("starting".into())),
+                since: unix_now(),
+                generation: 0,
+                holds: 0,
+            },
+        );
+        self.watch_calendar(&id, ics);
+    }
+
+    /// Starts (or stops) fetching the calendar a push imports.
+    fn watch_calendar(&mut self, id: &str, source: Option<String>) {
+        if let Some(old) = self.calendars.get(id)
+            && Some(&old.source) == source.as_ref()
+        {
+            return;
+        }
+        if let Some(old) = self.calendars.remove(id) {
+            old.task.abort();
+        }
+        let Some(source) = source else { return };
+        let every = self
+            .pushes
+            .get(id)
+            .and_then(|p| p.def().schedule.as_ref())
+            .map_or(300, |s| s.ics_refresh_s);
+        let (tx, http, id_owned, src) = (
+            self.calendar_tx.clone(),
+            self.http.clone(),
+            id.to_string(),
+            source.clone(),
+        );
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(every.max(1)));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let result = if src.starts_with("http://") || src.starts_with("https://") {
+                    vars::fetch_url(&http, &src, Duration::from_secs(30)).await
+                } else {
+                    let path = src.strip_prefix("file://").unwrap_or(&src).to_string();
+                    tokio::fs::read_to_string(&path)
+                        .await
+                        .map_err(|e| format!("{path}: {e}"))
+                };
+                let msg = CalendarLoaded {
+                    id: id_owned.clone(),
+                    source: src.clone(),
+                    result,
+                };
+                if tx.send(msg).is_err() {
+                    return;
+                }
+            }
+        });
+        if let Some(p) = self.pushes.get_mut(id) {
+            p.schedule = Some(Err("its calendar is not loaded yet".into()));
+        }
+        self.calendars.insert(
+            id.to_string(),
+            Calendar {
+                source,
+                text: None,
+                error: None,
+                task,
+            },
+        );
+    }
+
+    fn calendar_loaded(&mut self, c: CalendarLoaded) {
+        let Some(cal) = self.calendars.get_mut(&c.id) else {
+            return;
+        };
+        if cal.source != c.source {
+            return;
+        }
+        let Some(p) = self.pushes.get_mut(&c.id) else {
+            return;
+        };
+        let Some(def) = p.valid.def.schedule.clone() else {
+            return;
+        };
+        let shown = vars::shown_url(&c.source);
+        let compiled = c.result.and_then(|text| {
+            Schedule::compile(&def, Some(&text))
+                .map(|s| (s, text))
+                .map_err(|e| e.to_string())
+        });
+        match compiled {
+            Ok((schedule, text)) => {
+                if cal.text.as_ref() != Some(&text) {
+                    info!(push = %c.id, calendar = %shown, "calendar loaded");
+                }
+                cal.text = Some(text);
+                cal.error = None;
+                p.schedule = Some(Ok(schedule));
+            }
+            Err(e) => {
+                let first = cal.error.as_ref() != Some(&e);
+                cal.error = Some(e.clone());
+                let kept_last = cal.text.is_some();
+                // The last good calendar stays in use.
+                if !kept_last {
+                    p.schedule = Some(Err(e.clone()));
+                }
+                if first {
+                    warn!(push = %c.id, calendar = %shown, error = %e, "calendar not loaded");
+                    self.publish_event(json!({"event": "calendar_failed", "id": c.id, "calendar": shown, "error": e, "kept_last": kept_last}));
+                }
+            }
         }
     }
 
-    fn spawn_output(&mut self, id: &str) {
+    /// The variables in effect: the config's, with those set over MQTT in
+    /// their place; sources (re)started only where the definition changed.
+    fn load_vars(&mut self) {
+        let mut want: BTreeMap<String, (VarDef, Origin)> = BTreeMap::new();
+        for v in &self.settings.variables {
+            want.insert(v.name.clone(), (v.clone(), Origin::Config));
+        }
+        for v in &self.persisted.variables {
+            want.insert(v.name.clone(), (v.clone(), Origin::Mqtt));
+        }
+        self.vars.retain(|name, var| {
+            let keep = want.get(name).is_some_and(|(d, _)| *d == var.def);
+            if !keep && let Some(t) = var.task.take() {
+                t.abort();
+            }
+            keep
+        });
+        for (name, (def, origin)) in want {
+            if let Some(v) = self.vars.get_mut(&name) {
+                v.origin = origin;
+                continue;
+            }
+            let (value, task) = match def.source() {
+                vars::Source::Static(v) => (Some(v), None),
+                _ => (
+                    None,
+                    Some(vars::spawn_source(
+                        def.clone(),
+                        self.http.clone(),
+                        self.refreshed_tx.clone(),
+                    )),
+                ),
+            };
+            self.vars.insert(
+                name,
+                Var {
+                    def,
+                    origin,
+                    value,
+                    updated: None,
+                    error: None,
+                    task,
+                },
+            );
+        }
+    }
+
+    fn var_refreshed(&mut self, r: Refreshed) {
+        let Some(var) = self.vars.get_mut(&r.name) else {
+            return;
+        };
+        if var.def != r.def {
+            return;
+        }
+        match r.result {
+            Ok(value) => {
+                if var.error.take().is_some() {
+                    info!(variable = %r.name, "variable source works again");
+                }
+                if var.value.as_ref() != Some(&value) {
+                    debug!(variable = %r.name, "variable changed");
+                }
+                var.value = Some(value);
+                var.updated = Some(unix_now());
+            }
+            Err(e) => {
+                let first = var.error.as_ref() != Some(&e);
+                var.error = Some(e.clone());
+                if first {
+                    warn!(variable = %r.name, error = %e, "variable not refreshed; keeping its last value");
+                    let kept = var.value.is_some();
+                    self.trigger(
+                        Trigger::VariableFailed,
+                        None,
+                        json!({"name": r.name, "error": e, "kept_last": kept}),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Looks a variable up for a push of `stream` (built-ins first: a user
+    /// variable cannot shadow one).
+    fn lookup(
+        &self,
+        stream: Option<&str>,
+        push: Option<&str>,
+        clock: &BTreeMap<&'static str, String>,
+    ) -> impl Fn(&str) -> Option<String> {
+        let mut m: HashMap<String, String> = HashMap::new();
+        for (k, v) in clock {
+            m.insert(k.to_string(), v.clone());
+        }
+        m.insert("device".into(), self.settings.device.id.clone());
+        m.insert("board".into(), self.settings.board.board.name.clone());
+        m.insert(
+            "uptime".into(),
+            self.started.elapsed().as_secs().to_string(),
+        );
+        if let Some(s) = stream {
+            for (k, v) in vars::stream_parts(s) {
+                m.insert(k.into(), v);
+            }
+            let base = s.split('+').next().unwrap_or(s);
+            let status = self
+                .inputs
+                .iter()
+                .map(|i| i.status())
+                .find(|st| st.name == base)
+                .map(|st| input_state_name(&st.state).to_string())
+                .unwrap_or_else(|| "none".into());
+            m.insert("input_status".into(), status);
+        }
+        if let Some(p) = push {
+            m.insert("push".into(), p.to_string());
+        }
+        for (name, v) in &self.vars {
+            if let Some(value) = &v.value {
+                m.entry(name.clone()).or_insert_with(|| value.clone());
+            }
+        }
+        move |name: &str| m.get(name).cloned()
+    }
+
+    fn clock(&self) -> BTreeMap<&'static str, String> {
+        vars::time_builtins(jiff::Timestamp::now(), &self.settings.timezone)
+    }
+
+    fn handlers(&self) -> Vec<HandlerDef> {
+        self.settings
+            .triggers
+            .iter()
+            .chain(&self.persisted.triggers)
+            .cloned()
+            .collect()
+    }
+
+    /// Publishes trigger `t` as an event and runs its (non-blocking)
+    /// handlers with it.
+    fn trigger(&self, t: Trigger, stream: Option<&str>, mut body: Value) {
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("event".into(), json!(t.name()));
+            if let Some(s) = stream {
+                obj.insert("stream".into(), json!(s));
+            }
+        }
+        self.publish_event(body.clone());
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("ts".into(), json!(unix_now()));
+            obj.insert("device".into(), json!(self.settings.device.id));
+        }
+        for h in self.handlers() {
+            if h.on == t && h.applies_to(stream) {
+                triggers::fire(h, body.clone(), self.http.clone());
+            }
+        }
+    }
+
+    fn mark(&self, id: &str) -> Mark {
+        match self.persisted.running.get(id) {
+            Some(true) => Mark::Started,
+            Some(false) => Mark::Stopped,
+            None => Mark::Default,
+        }
+    }
+
+    /// One pass of the scheduler: every push that should run and does not
+    /// is started (as far as the start rate allows), every push that runs
+    /// and should not is stopped.
+    async fn schedule_pass(&mut self) {
+        self.update_live_streams();
+        self.stopping.retain(|_, t| !t.is_finished());
+        let now = unix_now() as i64;
+        let clock = self.clock();
+        let ids: Vec<String> = self.pushes.keys().cloned().collect();
+        for id in ids {
+            let Some(p) = self.pushes.get(&id) else {
+                continue;
+            };
+            let def = p.def();
+            let lookup = self.lookup(Some(&def.stream), Some(&id), &clock);
+            let schedule = p
+                .schedule
+                .as_ref()
+                .map(|s| s.as_ref().map_err(String::as_str));
+            let facts = Facts {
+                now,
+                stream: &def.stream,
+                live_streams: &self.live_streams,
+                mark: self.mark(&id),
+                schedule,
+                vars: &lookup,
+            };
+            let decision = scheduler::decide(def, &facts);
+            let one_shot = def.kind == PushKind::Push;
+            // What to do, decided with the push borrowed; done after.
+            let step = match (&p.phase, decision) {
+                (Phase::Running { handle, .. }, Ok(())) if handle.is_finished() => {
+                    // A one-shot output that failed; its event says why.
+                    let reason = match handle.status().state {
+                        OutputState::Failed { reason } => reason,
+                        _ => "the output ended".into(),
+                    };
+                    Step::End(Phase::Failed(reason.clone()), reason)
+                }
+                (Phase::Running { .. }, Err(hold)) => {
+                    let reason = hold.why().to_string();
+                    if one_shot && matches!(hold, Hold::Waiting(_)) {
+                        Step::End(Phase::Ended(reason.clone()), reason)
+                    } else {
+                        Step::End(Phase::Idle(hold), reason)
+                    }
+                }
+                (Phase::Preparing | Phase::Held { .. }, Err(hold)) => Step::Idle(hold),
+                (Phase::Idle(current), Err(hold)) if *current != hold => Step::Idle(hold),
+                (Phase::Held { until, .. }, Ok(())) if *until > Instant::now() => Step::Nothing,
+                (Phase::Idle(_) | Phase::Held { .. }, Ok(())) => {
+                    Step::Start(vars::substitute(&def.target, &lookup).map_err(|e| e.to_string()))
+                }
+                _ => Step::Nothing,
+            };
+            drop(lookup);
+            match step {
+                Step::Nothing => {}
+                Step::End(next, reason) => self.end_push(&id, next, &reason).await,
+                Step::Idle(hold) => {
+                    // A late answer of its handlers is ignored.
+                    let p = self.pushes.get_mut(&id).expect("present");
+                    p.generation += 1;
+                    p.holds = 0;
+                    p.set_phase(Phase::Idle(hold));
+                }
+                Step::Start(rendered) => {
+                    if self.stopping.contains_key(&id) {
+                        continue; // its previous output is still draining
+                    }
+                    if !self.limiter.try_start(Instant::now()) {
+                        continue; // next pass
+                    }
+                    self.begin_start(&id, rendered);
+                }
+            }
+        }
+    }
+
+    fn update_live_streams(&mut self) {
+        let live: BTreeSet<String> = self
+            .inputs
+            .iter()
+            .map(|i| i.status())
+            .filter(|s| matches!(s.state, InputState::Running))
+            .map(|s| s.name)
+            .collect();
+        if live == self.live_streams {
+            return;
+        }
+        let went_live: Vec<String> = live.difference(&self.live_streams).cloned().collect();
+        let went_off: Vec<String> = self.live_streams.difference(&live).cloned().collect();
+        self.live_streams = live;
+        for s in went_live {
+            info!(stream = %s, "stream live");
+            self.trigger(Trigger::StreamLive, Some(&s), json!({}));
+        }
+        for s in went_off {
+            info!(stream = %s, "stream offline");
+            self.trigger(Trigger::StreamOffline, Some(&s), json!({}));
+        }
+    }
+
+    /// Starts push `id` with `rendered` (its target with the variables
+    /// filled in): through its blocking handlers, if it has any.
+    fn begin_start(&mut self, id: &str, rendered: Result<String, String>) {
+        let target = match rendered {
+            Ok(t) => t,
+            Err(why) => return self.hold(id, format!("target: {why}")),
+        };
+        let handlers = self.handlers();
+        let p = self.pushes.get_mut(id).expect("present");
+        p.generation += 1;
+        let generation = p.generation;
+        let stream = p.def().stream.clone();
+        let blocking: Vec<HandlerDef> = handlers
+            .into_iter()
+            .filter(|h| matches!(h.on, Trigger::PushStart | Trigger::PushRewrite))
+            .filter(|h| h.applies_to(Some(&stream)))
+            .collect();
+        if blocking.is_empty() {
+            return self.finish_start(Prepared {
+                id: id.to_string(),
+                generation,
+                verdict: Verdict::Go {
+                    target,
+                    rewritten: false,
+                },
+            });
+        }
+        p.set_phase(Phase::Preparing);
+        let event = json!({
+            "id": id,
+            "stream": stream,
+            "kind": p.def().kind_name(),
+            "device": self.settings.device.id,
+            "ts": unix_now(),
+        });
+        let (tx, http, id) = (self.prepared_tx.clone(), self.http.clone(), id.to_string());
+        tokio::spawn(async move {
+            let verdict = triggers::before_push(&blocking, &stream, target, event, &http).await;
+            let _ = tx.send(Prepared {
+                id,
+                generation,
+                verdict,
+            });
+        });
+    }
+
+    /// Holds a push back after a failed start: retried after a backoff; a
+    /// one-shot push fails instead.
+    fn hold(&mut self, id: &str, why: String) {
+        let p = self.pushes.get_mut(id).expect("present");
+        self.history.record(unix_now(), id, "refused", why.clone());
+        if p.def().kind == PushKind::Push {
+            warn!(push = %id, reason = %why, "one-shot push not started");
+            p.set_phase(Phase::Failed(why.clone()));
+            self.publish_event(json!({"event": "push_refused", "id": id, "reason": why}));
+            return;
+        }
+        p.holds += 1;
+        let delay = self.hold_backoff.delay_random(p.holds);
+        warn!(push = %id, reason = %why, retry_in = ?delay, "push not started");
+        p.set_phase(Phase::Held {
+            until: Instant::now() + delay,
+            retry_at: unix_now() + delay.as_secs_f64(),
+            why: why.clone(),
+        });
+        self.publish_event(json!({"event": "push_refused", "id": id, "reason": why, "retry_in_s": delay.as_secs_f64()}));
+    }
+
+    fn finish_start(&mut self, prepared: Prepared) {
+        let Prepared {
+            id,
+            generation,
+            verdict,
+        } = prepared;
+        let Some(p) = self.pushes.get(&id) else {
+            return;
+        };
+        if p.generation != generation || matches!(p.phase, Phase::Running { .. }) {
+            return;
+        }
+        let (text, rewritten) = match verdict {
+            Verdict::Refuse(why) => return self.hold(&id, why),
+            Verdict::Go { target, rewritten } => (target, rewritten),
+        };
+        let target = match Target::parse(&text) {
+            Ok(t) => t,
+            // The parser's messages never quote a secret.
+            Err(e) => return self.hold(&id, e.to_string()),
+        };
+        let Some(stream) = self.streams.get(&p.def().stream).cloned() else {
+            return self.hold(&id, format!("stream {} does not exist", p.def().stream));
+        };
+        let shown = target.redacted();
+        let mut spec = OutputSpec::new(id.clone(), stream.clone(), target);
+        spec.retry = p.def().kind != PushKind::Push;
+        info!(push = %id, target = %shown, rewritten, "starting push");
+        let handle = output::spawn(spec, self.output_events_tx.clone());
+        let stream_name = p.def().stream.clone();
+        let p = self.pushes.get_mut(&id).expect("present");
+        p.holds = 0;
+        p.set_phase(Phase::Running {
+            handle,
+            shown: shown.clone(),
+            rewritten,
+            started: Instant::now(),
+        });
+        self.history.record(
+            unix_now(),
+            &id,
+            "start",
+            if rewritten {
+                format!("{shown} (rewritten by a handler)")
+            } else {
+                shown.clone()
+            },
+        );
+        if rewritten {
+            self.publish_event(
+                json!({"event": "push_rewrite", "id": id, "stream": stream_name, "target": shown}),
+            );
+        }
+        // Handlers of push_start ran before connecting; this is the event.
+        self.publish_event(
+            json!({"event": "push_start", "id": id, "stream": stream_name, "target": shown}),
+        );
+    }
+
+    /// Stops a running push (its output drains in the background), fires
+    /// `push_end`, and moves it to `next`.
+    async fn end_push(&mut self, id: &str, next: Phase, reason: &str) {
         let Some(p) = self.pushes.get_mut(id) else {
             return;
         };
-        let Some(stream) = self.streams.get(&p.def.stream) else {
-            return;
-        };
-        let spec = OutputSpec::new(id, stream.clone(), p.target.clone());
-        info!(push = %id, target = %p.target.redacted(), "starting push");
-        p.handle = Some(output::spawn(spec, self.output_events_tx.clone()));
-    }
-
-    async fn stop_output(&mut self, id: &str) {
-        if let Some(h) = self.pushes.get_mut(id).and_then(|p| p.handle.take()) {
-            info!(push = %id, "stopping push");
-            h.stop().await;
+        let finished = matches!(next, Phase::Ended(_) | Phase::Failed(_));
+        let old = std::mem::replace(&mut p.phase, Phase::Idle(Hold::Waiting(String::new())));
+        p.set_phase(next);
+        let stream = p.def().stream.clone();
+        let one_shot = p.def().kind == PushKind::Push;
+        if let Phase::Running {
+            handle,
+            shown,
+            started,
+            ..
+        } = old
+        {
+            let s = handle.status();
+            info!(push = %id, %reason, "push ends");
+            self.history
+                .record(unix_now(), id, "stop", reason.to_string());
+            let t = tokio::spawn(handle.stop());
+            self.stopping.insert(id.to_string(), t);
+            let lines = self.history.last_lines(id, 10);
+            self.trigger(
+                Trigger::PushEnd,
+                Some(&stream),
+                json!({
+                    "id": id,
+                    "target": shown,
+                    "reason": reason,
+                    "duration_s": started.elapsed().as_secs_f64(),
+                    "stats": {
+                        "frames_sent": s.frames_sent,
+                        "bytes_sent": s.bytes_sent,
+                        "frames_dropped": s.frames_dropped,
+                        "reconnects": s.reconnects,
+                        "last_error": s.last_error,
+                    },
+                    "log": lines,
+                }),
+            );
+        }
+        if one_shot && finished {
+            // A one-shot push that ended stays ended across a restart.
+            let mut next = self.persisted.clone();
+            next.running.insert(id.to_string(), false);
+            if let Err(e) = self.save(next).await {
+                warn!(push = %id, error = %e.message, "could not remember that the push ended");
+            }
         }
     }
 
@@ -209,13 +867,20 @@ impl Controller {
         mut self,
         mut incoming: mpsc::Receiver<Incoming>,
         mut up: watch::Receiver<bool>,
+        mut net: Option<mpsc::Receiver<NetChange>>,
     ) {
-        let mut state_tick = tokio::time::interval(Duration::from_millis(500));
+        let mut pass = tokio::time::interval(PASS);
+        pass.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut telemetry_tick =
             tokio::time::interval(Duration::from_secs(self.settings.mqtt.telemetry_interval_s));
         telemetry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
+        self.trigger(
+            Trigger::SystemStart,
+            None,
+            json!({"version": env!("CARGO_PKG_VERSION")}),
+        );
         loop {
             tokio::select! {
                 Ok(()) = up.changed() => {
@@ -233,34 +898,54 @@ impl Controller {
                         // The message never carries a secret; see ApiError.
                         info!(command = %name, code = ?e.code, error = %e.message, "command refused");
                     }
-                    let body = command::reply(&name, &outcome);
+                    let body = command::reply(&self.settings.device.id, &name, &outcome);
                     mqtt::reply(&self.client, &self.topics, &name, response_topic, correlation, body);
+                    // Act on the change at once rather than on the next pass.
+                    self.schedule_pass().await;
                     self.publish_state();
                 }
                 Some(e) = self.output_events.recv() => {
-                    self.publish_event(serde_json::to_value(&e).unwrap_or(Value::Null));
+                    self.output_event(e).await;
                     self.publish_state();
                 }
                 Some(e) = self.input_events.recv() => {
-                    self.publish_event(serde_json::to_value(&e).unwrap_or(Value::Null));
+                    self.input_event(e);
+                    self.schedule_pass().await;
                     self.publish_state();
                 }
-                _ = state_tick.tick() => self.publish_state(),
+                Some(p) = self.prepared.recv() => {
+                    self.finish_start(p);
+                    self.publish_state();
+                }
+                Some(r) = self.refreshed.recv() => self.var_refreshed(r),
+                Some(c) = self.calendar_rx.recv() => self.calendar_loaded(c),
+                Some(change) = recv_net(&mut net) => self.network_changed(change),
+                _ = pass.tick() => {
+                    self.schedule_pass().await;
+                    self.publish_state();
+                }
                 _ = telemetry_tick.tick() => self.publish_telemetry(),
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
             }
         }
         info!("shutting down");
+        self.trigger(Trigger::SystemStop, None, json!({}));
         // Every output ends at once (each flushes its muxer and lets libsrt
         // send what it holds), so a box with many pushes still stops well
         // inside systemd's stop timeout.
-        let handles: Vec<OutputHandle> = self
-            .pushes
-            .values_mut()
-            .filter_map(|p| p.handle.take())
-            .collect();
+        let mut handles = Vec::new();
+        for p in self.pushes.values_mut() {
+            if let Phase::Running { handle, .. } =
+                std::mem::replace(&mut p.phase, Phase::Idle(Hold::Waiting(String::new())))
+            {
+                handles.push(handle);
+            }
+        }
         futures::future::join_all(handles.into_iter().map(OutputHandle::stop)).await;
+        for (_, t) in self.stopping.drain() {
+            let _ = t.await;
+        }
         futures::future::join_all(self.inputs.drain(..).map(InputHandle::stop)).await;
         self.send(
             self.topics.status(),
@@ -271,6 +956,105 @@ impl Controller {
         let _ = self.client.try_disconnect();
         // Give the event loop a moment to flush the offline status.
         tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    async fn output_event(&mut self, e: OutputEvent) {
+        self.publish_event(serde_json::to_value(&e).unwrap_or(Value::Null));
+        match e {
+            OutputEvent::OutputLive { id } => self.history.record(unix_now(), &id, "live", ""),
+            OutputEvent::OutputDisconnected {
+                id,
+                reason,
+                retry_in_s,
+            } => self.history.record(
+                unix_now(),
+                &id,
+                "disconnected",
+                format!("{reason}; retry in {retry_in_s:.1} s"),
+            ),
+            OutputEvent::OutputFailed { id, reason } => {
+                self.history
+                    .record(unix_now(), &id, "failed", reason.clone());
+                if self.pushes.get(&id).is_some_and(|p| p.handle().is_some()) {
+                    self.end_push(&id, Phase::Failed(reason.clone()), &reason)
+                        .await;
+                }
+            }
+            OutputEvent::OutputStopped { .. } => {}
+        }
+    }
+
+    fn input_event(&mut self, e: InputEvent) {
+        self.publish_event(serde_json::to_value(&e).unwrap_or(Value::Null));
+        match e {
+            InputEvent::InputLost { input, reason } => {
+                if self.lost_inputs.insert(input.clone()) {
+                    // Already published above as an event; handlers too.
+                    self.run_handlers(
+                        Trigger::InputLost,
+                        Some(&input),
+                        json!({"event": "input_lost", "input": input, "reason": reason}),
+                    );
+                }
+            }
+            InputEvent::InputLive { input } => {
+                if self.lost_inputs.remove(&input) {
+                    self.trigger(
+                        Trigger::InputRestored,
+                        Some(&input),
+                        json!({"input": input}),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Runs a trigger's handlers without publishing an event (the event
+    /// was published by whoever reported it).
+    fn run_handlers(&self, t: Trigger, stream: Option<&str>, mut body: Value) {
+        if let Some(obj) = body.as_object_mut() {
+            obj.insert("ts".into(), json!(unix_now()));
+            obj.insert("device".into(), json!(self.settings.device.id));
+        }
+        for h in self.handlers() {
+            if h.on == t && h.applies_to(stream) {
+                triggers::fire(h, body.clone(), self.http.clone());
+            }
+        }
+    }
+
+    /// A new route, address or interface: caller and rendezvous pushes
+    /// dial again at once instead of sending into a path that may be gone
+    /// (listeners wait for their callers, who will call again).
+    fn network_changed(&mut self, change: NetChange) {
+        if !self.settings.pushes.reconnect_on_network_change {
+            return;
+        }
+        info!(change = %change.summary, "network changed");
+        let mut reconnected = Vec::new();
+        for (id, p) in &self.pushes {
+            let Phase::Running { handle, .. } = &p.phase else {
+                continue;
+            };
+            let dials = match Target::parse(&p.def().target) {
+                Ok(Target::Srt(t)) => t.mode != SrtMode::Listener,
+                // A template: look at what it runs with.
+                Err(_) => !p.def().target.contains("mode=listener"),
+            };
+            if dials {
+                handle.reconnect(format!("network changed: {}", change.summary));
+                reconnected.push(id.clone());
+            }
+        }
+        for id in &reconnected {
+            self.history.record(
+                unix_now(),
+                id,
+                "reconnect",
+                format!("network changed: {}", change.summary),
+            );
+        }
+        self.publish_event(json!({"event": "network_changed", "change": change.summary, "kinds": change.kinds, "reconnected": reconnected}));
     }
 
     /// Queues a publish without waiting. False when the request queue is
@@ -323,59 +1107,28 @@ impl Controller {
         })
     }
 
+    fn config_changed(&self, what: &str, ids: Value) {
+        self.trigger(
+            Trigger::ConfigChanged,
+            None,
+            json!({"change": what, "ids": ids}),
+        );
+    }
+
     async fn apply(&mut self, cmd: Command) -> Result<Value, ApiError> {
         match cmd {
             Command::StateGet => Ok(self.state()),
             Command::PushList => Ok(Value::Array(
                 self.pushes.values().map(|p| self.push_detail(p)).collect(),
             )),
-            Command::PushAdd(def) => {
-                let target = def.validate("", &self.settings.stream_names())?;
-                if let Some(existing) = self.pushes.get(&def.id) {
-                    if existing.origin == Origin::Config {
-                        return Err(ApiError::field(
-                            Code::ReadOnly,
-                            "id",
-                            format!("'{}' is an output of the config file", def.id),
-                        ));
-                    }
-                    if existing.def == def {
-                        // Idempotent: the same add twice is one add.
-                        return Ok(json!({"changed": false, "push": self.push_detail(existing)}));
-                    }
-                    return Err(ApiError::field(
-                        Code::Conflict,
-                        "id",
-                        format!(
-                            "'{}' exists with another definition; remove it first",
-                            def.id
-                        ),
-                    ));
+            Command::PushHistory { id, limit } => {
+                if let Some(id) = &id {
+                    self.find(id)?;
                 }
-                let mut next = self.persisted.clone();
-                // A saved push this config could not load (its stream is
-                // gone) is replaced, not shadowed by a second entry.
-                next.pushes.retain(|d| d.id != def.id);
-                next.pushes.push(def.clone());
-                next.running.remove(&def.id);
-                self.save(next).await?;
-                let id = def.id.clone();
-                let enabled = def.enabled;
-                self.pushes.insert(
-                    id.clone(),
-                    Push {
-                        def,
-                        target,
-                        origin: Origin::Mqtt,
-                        handle: None,
-                    },
-                );
-                if enabled {
-                    self.spawn_output(&id);
-                }
-                self.publish_event(json!({"event": "push_added", "id": id}));
-                Ok(json!({"changed": true, "push": self.push_detail(&self.pushes[&id])}))
+                Ok(json!(self.history.query(id.as_deref(), limit)))
             }
+            Command::PushAdd(def) => self.push_add(def).await,
+            Command::PushUpdate(def) => self.push_update(def).await,
             Command::PushRemove { id } => {
                 if !self.pushes.contains_key(&id)
                     && self.persisted.pushes.iter().any(|d| d.id == id)
@@ -393,63 +1146,623 @@ impl Controller {
                     ));
                 }
                 self.save(self.persisted.without(&id)).await?;
-                self.stop_output(&id).await;
-                self.pushes.remove(&id);
+                self.remove_push(&id).await;
                 self.publish_event(json!({"event": "push_removed", "id": id}));
+                self.config_changed("push.remove", json!([id]));
                 Ok(json!({"changed": true}))
             }
             Command::PushStart { id } => self.set_running(id, true).await,
             Command::PushStop { id } => self.set_running(id, false).await,
+            Command::VarList => Ok(self.var_list()),
+            Command::VarSet(def) => self.var_set(def).await,
+            Command::VarRemove { name } => {
+                if !self.persisted.variables.iter().any(|v| v.name == name) {
+                    let why = if self
+                        .vars
+                        .get(&name)
+                        .is_some_and(|v| v.origin == Origin::Config)
+                    {
+                        (
+                            Code::ReadOnly,
+                            format!("'{name}' comes from the config file"),
+                        )
+                    } else {
+                        (
+                            Code::NotFound,
+                            format!("'{name}' is not a variable set over MQTT"),
+                        )
+                    };
+                    return Err(ApiError::field(why.0, "name", why.1));
+                }
+                let mut next = self.persisted.clone();
+                next.variables.retain(|v| v.name != name);
+                self.save(next).await?;
+                self.load_vars();
+                self.config_changed("var.remove", json!([name]));
+                Ok(json!({"changed": true}))
+            }
+            Command::TriggerList => Ok(self.trigger_list()),
+            Command::TriggerSet { on, handlers } => {
+                if !self.settings.control.allow_exec && handlers.iter().any(|h| h.exec.is_some()) {
+                    return Err(ApiError::field(
+                        Code::Forbidden,
+                        "handlers",
+                        "exec handlers cannot be set over MQTT on this device ([control] allow_exec is off); use a url handler",
+                    ));
+                }
+                let mut next = self.persisted.clone();
+                next.triggers.retain(|h| h.on != on);
+                next.triggers.extend(handlers);
+                let changed = next != self.persisted;
+                if changed {
+                    self.save(next).await?;
+                    self.config_changed("trigger.set", json!([on.name()]));
+                }
+                Ok(
+                    json!({"changed": changed, "trigger": on.name(), "handlers": self.persisted.triggers.iter().filter(|h| h.on == on).map(HandlerDef::shown).collect::<Vec<_>>()}),
+                )
+            }
+            Command::SchedulePreview {
+                id,
+                schedule,
+                count,
+            } => self.schedule_preview(id, schedule, count),
+            Command::ConfigExport => Ok(self.export()),
+            Command::ConfigImport(layer) => self.import(*layer).await,
         }
     }
 
+    async fn push_add(&mut self, def: PushDef) -> Result<Value, ApiError> {
+        let valid = def.validate("", &self.settings.stream_names())?;
+        if let Some(existing) = self.pushes.get(&def.id) {
+            if existing.origin == Origin::Config {
+                return Err(ApiError::field(
+                    Code::ReadOnly,
+                    "id",
+                    format!("'{}' is an output of the config file", def.id),
+                ));
+            }
+            if *existing.def() == def {
+                // Idempotent: the same add twice is one add.
+                return Ok(json!({"changed": false, "push": self.push_detail(existing)}));
+            }
+            return Err(ApiError::field(
+                Code::Conflict,
+                "id",
+                format!(
+                    "'{}' exists with another definition; use push.update or remove it first",
+                    def.id
+                ),
+            ));
+        }
+        let mut next = self.persisted.clone();
+        // A saved push this config could not load (its stream is gone) is
+        // replaced, not shadowed by a second entry.
+        next.pushes.retain(|d| d.id != def.id);
+        next.pushes.push(def.clone());
+        next.running.remove(&def.id);
+        self.save(next).await?;
+        let id = def.id.clone();
+        self.insert_push(valid, Origin::Mqtt);
+        self.history
+            .record(unix_now(), &id, "added", def.shown_target());
+        self.publish_event(json!({"event": "push_added", "id": id}));
+        self.config_changed("push.add", json!([id]));
+        self.schedule_pass().await;
+        Ok(json!({"changed": true, "push": self.push_detail(&self.pushes[&id])}))
+    }
+
+    /// Replaces a push's definition: that push restarts (if it runs), and
+    /// nothing else is touched.
+    async fn push_update(&mut self, def: PushDef) -> Result<Value, ApiError> {
+        let existing = self.find(&def.id)?;
+        if existing.origin == Origin::Config {
+            return Err(ApiError::field(
+                Code::ReadOnly,
+                "id",
+                format!("'{}' is an output of the config file", def.id),
+            ));
+        }
+        if *existing.def() == def {
+            return Ok(json!({"changed": false, "push": self.push_detail(existing)}));
+        }
+        let valid = def.validate("", &self.settings.stream_names())?;
+        let mut next = self.persisted.clone();
+        for d in next.pushes.iter_mut().filter(|d| d.id == def.id) {
+            *d = def.clone();
+        }
+        self.save(next).await?;
+        let id = def.id.clone();
+        self.replace_push(valid).await;
+        self.history
+            .record(unix_now(), &id, "updated", def.shown_target());
+        self.config_changed("push.update", json!([id]));
+        self.schedule_pass().await;
+        Ok(json!({"changed": true, "push": self.push_detail(&self.pushes[&id])}))
+    }
+
+    /// Stops a push (if running) and puts a new definition in its place.
+    async fn replace_push(&mut self, valid: ValidPush) {
+        let id = valid.def.id.clone();
+        let origin = self.pushes.get(&id).map_or(Origin::Mqtt, |p| p.origin);
+        if self.pushes.get(&id).is_some_and(|p| p.handle().is_some()) {
+            self.end_push(
+                &id,
+                Phase::Idle(Hold::Waiting("updated".into())),
+                "its definition changed",
+            )
+            .await;
+        }
+        if let Some(c) = self.calendars.remove(&id) {
+            c.task.abort();
+        }
+        self.insert_push(valid, origin);
+    }
+
+    async fn remove_push(&mut self, id: &str) {
+        if self.pushes.get(id).is_some_and(|p| p.handle().is_some()) {
+            self.end_push(id, Phase::Idle(Hold::Stopped("removed".into())), "removed")
+                .await;
+        }
+        if let Some(c) = self.calendars.remove(id) {
+            c.task.abort();
+        }
+        self.pushes.remove(id);
+    }
+
     /// Starts or stops a push and remembers it across restarts. Idempotent:
-    /// asking for the state a push is in changes nothing.
+    /// asking for what a push already does changes nothing. Starting a
+    /// scheduled or auto push lets its rule decide when it runs; starting a
+    /// one-shot push that ended runs it again.
     async fn set_running(&mut self, id: String, want: bool) -> Result<Value, ApiError> {
-        let running = self.find(&id)?.handle.is_some();
+        let p = self.find(&id)?;
+        let was_running = p.handle().is_some();
+        let finished = matches!(p.phase, Phase::Failed(_) | Phase::Ended(_));
         let mut next = self.persisted.clone();
         next.running.insert(id.clone(), want);
-        if next != self.persisted {
+        let mut changed = next != self.persisted;
+        if changed {
             self.save(next).await?;
         }
-        let changed = running != want;
-        if changed && want {
-            self.spawn_output(&id);
-            self.publish_event(json!({"event": "push_started", "id": id}));
-        } else if changed {
-            // The output task reports `output_stopped` itself.
-            self.stop_output(&id).await;
+        if want && finished {
+            let p = self.pushes.get_mut(&id).expect("present");
+            p.set_phase(Phase::Idle(Hold::Waiting("started again".into())));
+            changed = true;
+        }
+        if !want && was_running {
+            self.end_push(
+                &id,
+                Phase::Idle(Hold::Stopped("stopped by the operator".into())),
+                "stopped by the operator",
+            )
+            .await;
+            changed = true;
+        }
+        // The scheduler applies the new mark at once, so the reply shows
+        // what it decided.
+        self.schedule_pass().await;
+        if want {
+            changed |= !was_running && self.pushes[&id].handle().is_some();
         }
         Ok(json!({"changed": changed, "push": self.push_detail(&self.pushes[&id])}))
     }
 
-    fn push_view<'a>(&self, p: &'a Push) -> PushView<'a> {
-        let status = p.handle.as_ref().map(|h| h.status());
-        PushView {
-            id: &p.def.id,
-            stream: &p.def.stream,
-            target: p.target.redacted(),
-            origin: p.origin,
-            running: p.handle.is_some(),
-            state: status
-                .as_ref()
-                .map(|s| s.state.clone())
-                .unwrap_or(OutputState::Stopped),
-            since: status.as_ref().map(|s| s.since),
-            reconnects: status.as_ref().map_or(0, |s| s.reconnects),
-            last_error: status.and_then(|s| s.last_error),
+    async fn var_set(&mut self, def: VarDef) -> Result<Value, ApiError> {
+        def.validate("")?;
+        if def.command.is_some() && !self.settings.control.allow_exec {
+            return Err(ApiError::field(
+                Code::Forbidden,
+                "command",
+                "command variables cannot be set over MQTT on this device ([control] allow_exec is off)",
+            ));
         }
+        if let Some(v) = self.vars.get(&def.name)
+            && v.origin == Origin::Config
+            && !matches!(v.def.source(), vars::Source::Static(_))
+        {
+            return Err(ApiError::field(
+                Code::ReadOnly,
+                "name",
+                format!(
+                    "'{}' is a command or URL variable of the config file",
+                    def.name
+                ),
+            ));
+        }
+        if self.persisted.variables.contains(&def) {
+            return Ok(json!({"changed": false}));
+        }
+        let mut next = self.persisted.clone();
+        next.variables.retain(|v| v.name != def.name);
+        next.variables.push(def.clone());
+        self.save(next).await?;
+        self.load_vars();
+        self.config_changed("var.set", json!([def.name]));
+        Ok(json!({"changed": true, "variable": self.var_value(&def.name)}))
     }
 
-    /// A push with its counters, for `push.list` and command replies.
+    fn var_value(&self, name: &str) -> Option<VarValue> {
+        self.vars.get(name).map(|v| VarValue {
+            value: v.value.clone(),
+            source: match v.def.source() {
+                vars::Source::Static(_) => "static",
+                vars::Source::Command(_) => "command",
+                vars::Source::Url(_) => "url",
+            },
+            updated: v.updated,
+            error: v.error.clone(),
+        })
+    }
+
+    fn var_list(&self) -> Value {
+        let clock = self.clock();
+        let lookup = self.lookup(None, None, &clock);
+        let mut builtins = serde_json::Map::new();
+        for name in vars::BUILTINS {
+            if let Some(v) = lookup(name) {
+                builtins.insert(name.to_string(), json!(v));
+            }
+        }
+        let mut streams = serde_json::Map::new();
+        for name in self.streams.keys() {
+            let l = self.lookup(Some(name), None, &clock);
+            streams.insert(
+                name.clone(),
+                json!({"input_status": l("input_status"), "live": self.live_streams.contains(name)}),
+            );
+        }
+        let user: serde_json::Map<String, Value> = self
+            .vars
+            .iter()
+            .map(|(name, v)| {
+                let mut val = serde_json::to_value(self.var_value(name)).unwrap_or(Value::Null);
+                val["origin"] = json!(v.origin);
+                (name.clone(), val)
+            })
+            .collect();
+        json!({"variables": user, "builtin": builtins, "streams": streams})
+    }
+
+    fn trigger_list(&self) -> Value {
+        let list: Vec<Value> = triggers::ALL
+            .iter()
+            .map(|t| {
+                let config: Vec<Value> = self
+                    .settings
+                    .triggers
+                    .iter()
+                    .filter(|h| h.on == *t)
+                    .map(|h| {
+                        let mut v = h.shown();
+                        v["origin"] = json!("config");
+                        v
+                    })
+                    .collect();
+                let mqtt = self
+                    .persisted
+                    .triggers
+                    .iter()
+                    .filter(|h| h.on == *t)
+                    .map(|h| {
+                        let mut v = h.shown();
+                        v["origin"] = json!("mqtt");
+                        v
+                    });
+                json!({
+                    "trigger": t.name(),
+                    "can_block": t.can_block(),
+                    "handlers": config.into_iter().chain(mqtt).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        Value::Array(list)
+    }
+
+    fn schedule_preview(
+        &self,
+        id: Option<String>,
+        schedule: Option<fieldcast_schedule::ScheduleDef>,
+        count: usize,
+    ) -> Result<Value, ApiError> {
+        let now = unix_now() as i64;
+        let compiled;
+        let (s, rules) = match (&id, &schedule) {
+            (Some(id), _) => {
+                let p = self.find(id)?;
+                match &p.schedule {
+                    Some(Ok(s)) => (s, p.def().rules.clone()),
+                    Some(Err(why)) => {
+                        return Err(ApiError::field(
+                            Code::Conflict,
+                            "id",
+                            format!("the schedule of '{id}' is not known yet: {why}"),
+                        ));
+                    }
+                    None => {
+                        return Err(ApiError::field(
+                            Code::InvalidArgument,
+                            "id",
+                            format!(
+                                "'{id}' has no schedule (it is a {} push)",
+                                p.def().kind_name()
+                            ),
+                        ));
+                    }
+                }
+            }
+            (None, Some(def)) => {
+                if def.ics.is_some() {
+                    return Err(ApiError::field(
+                        Code::InvalidArgument,
+                        "schedule.ics",
+                        "a calendar can be previewed once a push imports it (give the push's id)",
+                    ));
+                }
+                compiled = Schedule::compile(def, None).map_err(|e| {
+                    ConfigError::new(
+                        format!("schedule.{}", e.field.trim_start_matches("schedule.")),
+                        e.message,
+                    )
+                })?;
+                (&compiled, vec![])
+            }
+            (None, None) => unreachable!("checked by the parser"),
+        };
+        let windows: Vec<Value> = s
+            .next_windows(now, count)
+            .iter()
+            .map(|w| w.describe(s))
+            .collect();
+        Ok(json!({
+            "id": id,
+            "now": now,
+            "active": s.active_at(now).is_some(),
+            "windows": windows,
+            "rules": rules.iter().map(|r| r.describe()).collect::<Vec<_>>(),
+        }))
+    }
+
+    fn export(&self) -> Value {
+        let mut layer = self.persisted.layer();
+        let secrets = self.settings.control.export_secrets;
+        if !secrets {
+            for p in &mut layer.pushes {
+                // Only targets that hold a secret are redacted, so an
+                // export of pushes without one imports back unchanged.
+                if crate::push::def::holds_secret(&p.target) {
+                    p.target = p.shown_target();
+                }
+            }
+        }
+        json!({"secrets": secrets, "config": layer})
+    }
+
+    /// Replaces everything managed over MQTT with `layer`, validated in
+    /// full first; then applies the difference: pushes that did not change
+    /// keep running untouched.
+    async fn import(&mut self, layer: Layer) -> Result<Value, ApiError> {
+        let names = self.settings.stream_names();
+        let mut ids = BTreeSet::new();
+        let mut valid = Vec::new();
+        for (i, def) in layer.pushes.iter().enumerate() {
+            let at = format!("config.pushes[{i}]");
+            if def.target.contains("***") {
+                return Err(ApiError::field(
+                    Code::InvalidArgument,
+                    format!("{at}.target"),
+                    "is redacted (exported without secrets); give the full target",
+                ));
+            }
+            let v = def.validate(&at, &names)?;
+            if !ids.insert(def.id.clone()) {
+                return Err(ApiError::field(
+                    Code::InvalidArgument,
+                    format!("{at}.id"),
+                    format!("'{}' is used twice", def.id),
+                ));
+            }
+            if self
+                .pushes
+                .get(&def.id)
+                .is_some_and(|p| p.origin == Origin::Config)
+            {
+                return Err(ApiError::field(
+                    Code::ReadOnly,
+                    format!("{at}.id"),
+                    format!("'{}' is an output of the config file", def.id),
+                ));
+            }
+            valid.push(v);
+        }
+        let mut var_names = BTreeSet::new();
+        for (i, v) in layer.variables.iter().enumerate() {
+            let at = format!("config.variables[{i}]");
+            v.validate(&at)?;
+            if v.command.is_some() && !self.settings.control.allow_exec {
+                return Err(ApiError::field(
+                    Code::Forbidden,
+                    format!("{at}.command"),
+                    "command variables cannot be set over MQTT on this device ([control] allow_exec is off)",
+                ));
+            }
+            if !var_names.insert(v.name.clone()) {
+                return Err(ApiError::field(
+                    Code::InvalidArgument,
+                    format!("{at}.name"),
+                    format!("'{}' is defined twice", v.name),
+                ));
+            }
+        }
+        for (i, h) in layer.triggers.iter().enumerate() {
+            let at = format!("config.triggers[{i}]");
+            h.validate(&at)?;
+            if h.exec.is_some() && !self.settings.control.allow_exec {
+                return Err(ApiError::field(
+                    Code::Forbidden,
+                    format!("{at}.exec"),
+                    "exec handlers cannot be set over MQTT on this device ([control] allow_exec is off)",
+                ));
+            }
+        }
+        for (id, _) in layer.running.iter() {
+            if !ids.contains(id)
+                && !self
+                    .pushes
+                    .get(id)
+                    .is_some_and(|p| p.origin == Origin::Config)
+            {
+                return Err(ApiError::field(
+                    Code::InvalidArgument,
+                    "config.running",
+                    format!("'{id}' is not a push"),
+                ));
+            }
+        }
+        let next = Persisted::from_layer(layer);
+        if next == self.persisted {
+            return Ok(json!({"changed": false}));
+        }
+        let before: BTreeMap<String, PushDef> = self
+            .persisted
+            .pushes
+            .iter()
+            .map(|d| (d.id.clone(), d.clone()))
+            .collect();
+        self.save(next).await?;
+        let (mut added, mut updated, mut removed, mut unchanged) = (vec![], vec![], vec![], vec![]);
+        for (id, old) in &before {
+            if !ids.contains(id) {
+                self.remove_push(id).await;
+                removed.push(id.clone());
+            } else if valid.iter().any(|v| v.def.id == *id && v.def == *old) {
+                unchanged.push(id.clone());
+            }
+        }
+        for v in valid {
+            let id = v.def.id.clone();
+            match before.get(&id) {
+                None => {
+                    self.insert_push(v, Origin::Mqtt);
+                    added.push(id);
+                }
+                Some(old) if *old != v.def => {
+                    self.replace_push(v).await;
+                    updated.push(id);
+                }
+                Some(_) => {}
+            }
+        }
+        // A push the import marks stopped stops now; one it marks started
+        // follows on the next pass.
+        let stop_now: Vec<String> = self
+            .persisted
+            .running
+            .iter()
+            .filter(|(id, run)| {
+                !**run && self.pushes.get(*id).is_some_and(|p| p.handle().is_some())
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stop_now {
+            self.end_push(
+                &id,
+                Phase::Idle(Hold::Stopped("stopped by the operator".into())),
+                "stopped by import",
+            )
+            .await;
+        }
+        self.load_vars();
+        self.config_changed(
+            "config.import",
+            json!({"added": added, "updated": updated, "removed": removed}),
+        );
+        Ok(json!({
+            "changed": true,
+            "added": added,
+            "updated": updated,
+            "removed": removed,
+            "unchanged": unchanged,
+        }))
+    }
+
+    /// How a push looks in state and replies: its health, not its counters
+    /// (those are telemetry), so the retained state changes only when
+    /// something happens.
+    fn push_view(&self, p: &Push) -> Value {
+        let def = p.def();
+        let status = p.handle().map(|h| h.status());
+        let (state, reason, retry_at): (&str, Option<String>, Option<f64>) = match &p.phase {
+            Phase::Idle(Hold::Stopped(why)) => ("stopped", Some(why.clone()), None),
+            Phase::Idle(Hold::Waiting(why)) => ("waiting", Some(why.clone()), None),
+            Phase::Preparing => (
+                "connecting",
+                Some("running its trigger handlers".into()),
+                None,
+            ),
+            Phase::Held { retry_at, why, .. } => ("backoff", Some(why.clone()), Some(*retry_at)),
+            Phase::Failed(why) => ("failed", Some(why.clone()), None),
+            Phase::Ended(why) => ("ended", Some(why.clone()), None),
+            Phase::Running { .. } => match &status.as_ref().expect("running").state {
+                OutputState::Connecting => ("connecting", None, None),
+                OutputState::Waiting => ("waiting", Some("for a caller".into()), None),
+                OutputState::Live => ("live", None, None),
+                OutputState::Backoff { retry_at, reason } => {
+                    ("backoff", Some(reason.clone()), Some(*retry_at))
+                }
+                OutputState::Failed { reason } => ("failed", Some(reason.clone()), None),
+                OutputState::Stopped => ("stopped", None, None),
+            },
+        };
+        let (target, rewritten) = match &p.phase {
+            Phase::Running {
+                shown, rewritten, ..
+            } => (shown.clone(), *rewritten),
+            _ => (def.shown_target(), false),
+        };
+        let since = match (&p.phase, &status) {
+            (Phase::Running { .. }, Some(s)) => s.since.max(p.since),
+            _ => p.since,
+        };
+        json!({
+            "id": def.id,
+            "stream": def.stream,
+            "kind": def.kind_name(),
+            "target": target,
+            "rewritten": rewritten,
+            "origin": p.origin,
+            "running": p.handle().is_some(),
+            "state": state,
+            "reason": reason,
+            "retry_at": retry_at,
+            "since": since,
+            "reconnects": status.as_ref().map_or(0, |s| s.reconnects),
+            "last_error": status.and_then(|s| s.last_error),
+        })
+    }
+
+    /// A push with its definition's details and counters, for `push.list`
+    /// and command replies.
     fn push_detail(&self, p: &Push) -> Value {
-        let mut v = serde_json::to_value(self.push_view(p)).unwrap_or(Value::Null);
-        if let (Some(h), Some(obj)) = (&p.handle, v.as_object_mut()) {
-            let s = h.status();
-            obj.insert("frames_sent".into(), json!(s.frames_sent));
-            obj.insert("frames_dropped".into(), json!(s.frames_dropped));
-            obj.insert("bytes_sent".into(), json!(s.bytes_sent));
-            obj.insert("srt".into(), json!(s.srt));
+        let mut v = self.push_view(p);
+        let def = p.def();
+        if let Some(obj) = v.as_object_mut() {
+            obj.insert("enabled".into(), json!(def.enabled));
+            if let Some(s) = &def.schedule {
+                obj.insert("schedule".into(), json!(s));
+            }
+            if !def.rules.is_empty() {
+                obj.insert("rules".into(), json!(def.rules));
+            }
+            if !def.inhibit.is_empty() {
+                obj.insert("inhibit".into(), json!(def.inhibit));
+            }
+            if let Some(h) = p.handle() {
+                let s = h.status();
+                obj.insert("frames_sent".into(), json!(s.frames_sent));
+                obj.insert("frames_dropped".into(), json!(s.frames_dropped));
+                obj.insert("bytes_sent".into(), json!(s.bytes_sent));
+                obj.insert("srt".into(), json!(s.srt));
+            }
         }
         v
     }
@@ -460,43 +1773,65 @@ impl Controller {
             .iter()
             .map(|i| serde_json::to_value(i.status()).unwrap_or(Value::Null))
             .collect();
-        let outputs: Vec<Value> = self
-            .pushes
-            .values()
-            .map(|p| serde_json::to_value(self.push_view(p)).unwrap_or(Value::Null))
-            .collect();
-        let live = |p: &Push| {
-            p.handle.as_ref().is_some_and(|h| {
-                matches!(h.status().state, OutputState::Live | OutputState::Waiting)
-            })
+        let outputs: Vec<Value> = self.pushes.values().map(|p| self.push_view(p)).collect();
+        let healthy_push = |p: &Push| match &p.phase {
+            Phase::Running { handle, .. } => {
+                matches!(
+                    handle.status().state,
+                    OutputState::Live | OutputState::Waiting
+                )
+            }
+            Phase::Held { .. } | Phase::Failed(_) => false,
+            _ => true,
         };
         let healthy = self
             .inputs
             .iter()
-            .all(|i| matches!(i.status().state, fieldcast_capture::InputState::Running))
-            && self
-                .pushes
-                .values()
-                .filter(|p| p.handle.is_some())
-                .all(live);
+            .all(|i| matches!(i.status().state, InputState::Running))
+            && self.pushes.values().all(healthy_push);
         json!({
             "device": self.settings.device.id,
             "version": env!("CARGO_PKG_VERSION"),
             "board": self.settings.board.board.name,
             "encoder": self.settings.board.video_encoder.element,
+            "groups": self.settings.device.groups,
             "healthy": healthy,
+            "streams": self.streams.keys().map(|s| (s.clone(), json!({"live": self.live_streams.contains(s)}))).collect::<serde_json::Map<_, _>>(),
             "inputs": inputs,
             "outputs": outputs,
         })
     }
 
     /// Publishes the retained state when it changed since the last time it
-    /// was sent; while the broker is away, once it is back.
+    /// was sent; while the broker is away, once it is back. Each push whose
+    /// state changed also gets a `push_state` event.
     fn publish_state(&mut self) {
+        let state = self.state();
+        if let Some(outputs) = state["outputs"].as_array() {
+            for o in outputs {
+                let id = o["id"].as_str().unwrap_or_default().to_string();
+                let now = (
+                    o["state"].as_str().unwrap_or_default().to_string(),
+                    o["reason"].as_str().unwrap_or_default().to_string(),
+                );
+                if self.last_push_states.get(&id) != Some(&now) {
+                    let mut e = json!({"event": "push_state", "id": id, "state": now.0});
+                    if !now.1.is_empty() {
+                        e["reason"] = json!(now.1);
+                    }
+                    if let Some(r) = o["retry_at"].as_f64() {
+                        e["retry_at"] = json!(r);
+                    }
+                    self.publish_event(e);
+                    self.last_push_states.insert(id, now);
+                }
+            }
+            self.last_push_states
+                .retain(|id, _| self.pushes.contains_key(id));
+        }
         if !self.online {
             return;
         }
-        let state = self.state();
         if self.last_state.as_ref() == Some(&state) {
             return;
         }
@@ -534,7 +1869,7 @@ impl Controller {
         ) {
             (Some((_, prev)), Some(dt)) if dt > 0.0 => prev
                 .get(key)
-                .map(|p| (bytes.saturating_sub(*p) as f64 * 8.0 / 1000.0 / dt).round()),
+                .map(|p| (bytes.saturating_sub(*p) as f64 * 8.0 / 1000.0 / dt).round() as u64),
             _ => None,
         };
         let mut streams = serde_json::Map::new();
@@ -549,7 +1884,7 @@ impl Controller {
         }
         let mut outputs = serde_json::Map::new();
         for (id, p) in &self.pushes {
-            let Some(h) = &p.handle else { continue };
+            let Some(h) = p.handle() else { continue };
             let s = h.status();
             let key = format!("output:{id}");
             let kbps = rate(&key, s.bytes_sent, &self.last_telemetry);
@@ -577,5 +1912,28 @@ impl Controller {
         });
         let body = serde_json::to_vec(&t).expect("telemetry serializes");
         self.send(self.topics.telemetry(), QoS::AtMostOnce, false, body);
+    }
+}
+
+fn input_state_name(s: &InputState) -> &'static str {
+    match s {
+        InputState::Starting => "starting",
+        InputState::Running => "running",
+        InputState::Error { .. } => "error",
+        InputState::Stopped => "stopped",
+    }
+}
+
+/// The next network change, or never when the watcher could not start.
+async fn recv_net(net: &mut Option<mpsc::Receiver<NetChange>>) -> Option<NetChange> {
+    match net {
+        Some(rx) => match rx.recv().await {
+            Some(c) => Some(c),
+            None => {
+                *net = None;
+                std::future::pending().await
+            }
+        },
+        None => std::future::pending().await,
     }
 }

@@ -48,6 +48,8 @@ pub enum Code {
     StorageFailed,
     /// Too many commands are queued; nothing was done, try again.
     Busy,
+    /// This device's config does not allow it over MQTT (running programs).
+    Forbidden,
 }
 
 /// An error reply: code, the field at fault (if one is), and a message that

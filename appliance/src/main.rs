@@ -6,14 +6,18 @@ mod config;
 mod controller;
 mod error;
 mod mqtt;
+mod push;
 mod store;
 mod topics;
+mod triggers;
+mod vars;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 #[derive(Parser)]
 #[command(name = "fieldcastd", version, about = "Fieldcast encoder daemon")]
@@ -55,12 +59,13 @@ fn main() -> ExitCode {
                 fieldcast_capture::describe::pipeline(input, &settings.board)
             );
         }
-        for (def, target) in &settings.outputs {
+        for o in &settings.outputs {
             println!(
-                "output {}: stream {} -> {}",
-                def.id,
-                def.stream,
-                target.redacted()
+                "output {} ({}): stream {} -> {}",
+                o.def.id,
+                o.def.kind_name(),
+                o.def.stream,
+                o.def.shown_target()
             );
         }
         return ExitCode::SUCCESS;
@@ -88,7 +93,8 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let topics = topics::Topics::new(&settings.mqtt.prefix, &settings.device.id);
+        let topics = topics::Topics::new(&settings.mqtt.prefix, &settings.device.id)
+            .with_groups(&settings.mqtt.prefix, &settings.device.groups);
         info!(
             device = %settings.device.id,
             board = %settings.board.board.name,
@@ -103,8 +109,25 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // The watcher lives as long as the daemon; without it, pushes still
+        // notice a dead path when it stalls (3 s without acknowledgements).
+        let net = if settings.pushes.reconnect_on_network_change {
+            match fieldcast_media::netwatch::spawn(Duration::from_millis(300)) {
+                Ok((rx, watch)) => Some((rx, watch)),
+                Err(e) => {
+                    warn!(error = %e, "cannot watch the network for changes; pushes reconnect when they stall");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let (net_rx, _net_watch) = match net {
+            Some((rx, w)) => (Some(rx), Some(w)),
+            None => (None, None),
+        };
         let c = controller::Controller::start(settings, client, store, persisted, warning);
-        c.run(incoming, up).await;
+        c.run(incoming, up, net_rx).await;
         ExitCode::SUCCESS
     })
 }

@@ -122,8 +122,10 @@ pub fn start(
                     // "online" can send commands at once.
                     let (c, topics) = (c.clone(), topics.clone());
                     tokio::spawn(async move {
-                        if let Err(e) = c.subscribe(topics.commands(), QoS::AtLeastOnce).await {
-                            warn!(error = %e, "subscribing to commands");
+                        for t in topics.commands() {
+                            if let Err(e) = c.subscribe(t, QoS::AtLeastOnce).await {
+                                warn!(error = %e, "subscribing to commands");
+                            }
                         }
                         if let Err(e) = c
                             .publish(topics.status(), QoS::AtLeastOnce, true, "online")
@@ -165,7 +167,7 @@ pub fn start(
                                 Code::Busy,
                                 "too many commands are waiting; nothing was done, try again",
                             );
-                            let body = command::reply(&name, &Err(err));
+                            let body = command::reply(topics.device(), &name, &Err(err));
                             reply(&c, &topics, &name, response_topic, correlation, body);
                         }
                         Err(mpsc::error::TrySendError::Closed(_)) => return,

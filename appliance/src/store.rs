@@ -16,24 +16,69 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::PushDef;
+use crate::push::PushDef;
+use crate::triggers::HandlerDef;
+use crate::vars::VarDef;
 
 const FILE: &str = "pushes.json";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
+/// Unknown fields are ignored here (not refused, as everywhere else): after
+/// an update is rolled back, the older daemon must still read what the
+/// newer one wrote, or it would set every push aside.
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
 pub struct Persisted {
     pub version: u32,
     /// Pushes added over MQTT, in the order they were added.
     pub pushes: Vec<PushDef>,
     /// Pushes (of either origin) an operator started or stopped: `false`
     /// stays stopped after a restart until started again, whatever the
-    /// push's `enabled` says.
+    /// push's `enabled` says. A one-shot push that ended is `false`.
+    pub running: BTreeMap<String, bool>,
+    /// Variables set over MQTT (they take the place of a config variable of
+    /// the same name).
+    #[serde(default)]
+    pub variables: Vec<VarDef>,
+    /// Trigger handlers set over MQTT (in addition to the config's).
+    #[serde(default)]
+    pub triggers: Vec<HandlerDef>,
+}
+
+/// What an operator manages over MQTT, as `config.export` gives it and
+/// `config.import` takes it.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    #[serde(default)]
+    pub pushes: Vec<PushDef>,
+    #[serde(default)]
+    pub variables: Vec<VarDef>,
+    #[serde(default)]
+    pub triggers: Vec<HandlerDef>,
+    #[serde(default)]
     pub running: BTreeMap<String, bool>,
 }
 
 impl Persisted {
+    pub fn layer(&self) -> Layer {
+        Layer {
+            pushes: self.pushes.clone(),
+            variables: self.variables.clone(),
+            triggers: self.triggers.clone(),
+            running: self.running.clone(),
+        }
+    }
+
+    pub fn from_layer(l: Layer) -> Persisted {
+        Persisted {
+            version: VERSION,
+            pushes: l.pushes,
+            running: l.running,
+            variables: l.variables,
+            triggers: l.triggers,
+        }
+    }
+
     /// This state with push `id` forgotten: its definition and its
     /// started/stopped mark.
     pub fn without(&self, id: &str) -> Persisted {
@@ -171,7 +216,11 @@ mod tests {
             id: id.into(),
             stream: "main".into(),
             target: "srt://h:1?passphrase=0123456789abc".into(),
+            kind: Default::default(),
             enabled: true,
+            schedule: None,
+            rules: vec![],
+            inhibit: vec![],
         }
     }
 
@@ -188,6 +237,20 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(store.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn reads_what_the_first_version_wrote_and_what_a_newer_one_adds() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join(FILE),
+            br#"{"version":1,"pushes":[{"id":"a","stream":"main","target":"srt://h:1","enabled":true}],"running":{"a":false},"from_the_future":1}"#,
+        )
+        .unwrap();
+        let (_, p, warn) = Store::open(dir.path()).unwrap();
+        assert!(warn.is_none());
+        assert_eq!(p.pushes[0].id, "a");
+        assert!(!p.running["a"]);
     }
 
     #[test]

@@ -20,7 +20,9 @@ fn check_prints_the_pipeline_and_no_secret() {
     assert!(out.contains("input main: videotestsrc"), "{out}");
     assert!(out.contains("x264enc"), "{out}");
     assert!(
-        out.contains("output program: stream main -> srt://0.0.0.0:9000?mode=listener&latency=200"),
+        out.contains(
+            "output program (auto): stream main -> srt://0.0.0.0:9000?mode=listener&latency=200"
+        ),
         "{out}"
     );
     assert!(out.contains("passphrase=***"), "{out}");

@@ -41,6 +41,8 @@ async fn invalid_commands_get_errors_and_change_nothing() {
     );
     let mut rig = Rig::start(DEV, &extra).await;
     rig.ok("push.add", &listener("keep")).await;
+    rig.wait_history("keep", "start", 1).await;
+    rig.wait_history("program", "start", 1).await;
     let before = rig.ok("push.list", "").await["result"].clone();
     let store_before = std::fs::read(rig.path("data/pushes.json")).unwrap();
 
@@ -181,7 +183,7 @@ async fn pushes_survive_restart_and_power_cut() {
     rig.wait_status("offline").await;
     rig.start_again(&cfg);
     rig.wait_status("online").await;
-    rig.wait_push("alpha", "waiting").await;
+    rig.wait_history("alpha", "start", 1).await;
     let list = rig.ok("push.list", "").await;
     assert_eq!(
         ids(&list),
@@ -195,7 +197,7 @@ async fn pushes_survive_restart_and_power_cut() {
     rig.wait_status("offline").await;
     rig.start_again(&cfg);
     rig.wait_status("online").await;
-    rig.wait_push("gamma", "waiting").await;
+    rig.wait_history("gamma", "start", 1).await;
     let list = rig.ok("push.list", "").await;
     assert_eq!(list["result"].as_array().unwrap().len(), 3, "{list}");
     // Removal is saved too.

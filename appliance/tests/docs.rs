@@ -30,11 +30,21 @@ async fn docs_examples_all_work() {
     // Every command of the contract has an example.
     for c in [
         "push.add",
+        "push.update",
         "push.remove",
         "push.start",
         "push.stop",
         "push.list",
+        "push.history",
         "state.get",
+        "var.list",
+        "var.set",
+        "var.remove",
+        "trigger.list",
+        "trigger.set",
+        "schedule.preview",
+        "config.export",
+        "config.import",
     ] {
         assert!(commands.contains(c), "docs/mqtt.md has no example of {c}");
     }

@@ -76,7 +76,7 @@ async fn listener_and_caller_from_one_encode_both_decode() {
         "[[outputs]]\nid = \"program\"\nstream = \"main\"\ntarget = \"srt://:{lport}?mode=listener\"\n"
     );
     let mut rig = Rig::start(DEV, &extra).await;
-    rig.wait_push("program", "waiting").await;
+    rig.wait_listening("program").await;
 
     let cport = free_port();
     let cout = rig.path("second.ts");

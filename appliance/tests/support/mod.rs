@@ -242,6 +242,66 @@ impl Rig {
     pub fn push(&self, id: &str) -> Option<Value> {
         self.mqtt.push_state(self.dev, id)
     }
+
+    /// Waits until listener push `id` listens for a caller.
+    pub async fn wait_listening(&self, id: &str) {
+        self.mqtt
+            .wait_for(
+                &format!("push {id} to listen"),
+                Duration::from_secs(30),
+                |m| {
+                    m.push_state(self.dev, id)
+                        .is_some_and(|p| p["state"] == "waiting" && p["reason"] == "for a caller")
+                },
+            )
+            .await;
+    }
+
+    /// Waits until the retained state says stream `name` is live.
+    pub async fn wait_stream_live(&self, name: &str) {
+        let topic = self.topic("state");
+        self.mqtt
+            .wait_for(
+                &format!("stream {name} live"),
+                Duration::from_secs(30),
+                |m| {
+                    m.last(&topic)
+                        .is_some_and(|s| s["streams"][name]["live"] == true)
+                },
+            )
+            .await;
+    }
+
+    /// `(what, detail)` of push `id`'s history, oldest first.
+    pub async fn history(&mut self, id: &str) -> Vec<(String, String)> {
+        let r = self
+            .ok("push.history", &format!(r#"{{"id":"{id}","limit":1000}}"#))
+            .await;
+        r["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["what"].as_str().unwrap_or_default().to_string(),
+                    e["detail"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Waits until push `id`'s history has `n` entries `what`.
+    pub async fn wait_history(&mut self, id: &str, what: &str, n: usize) {
+        let end = Instant::now() + Duration::from_secs(30);
+        loop {
+            let h = self.history(id).await;
+            if h.iter().filter(|e| e.0 == what).count() >= n {
+                return;
+            }
+            assert!(Instant::now() < end, "push {id}: no {n} x {what} in {h:?}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }
 
 /// The daemon under test, with a config written from a template.
@@ -549,6 +609,30 @@ impl Mqtt {
                 return r.1;
             }
         }
+    }
+
+    /// Sends `payload` to `topic` (a group topic) and collects every reply
+    /// with our correlation data for `wait`.
+    pub async fn request_all(&mut self, topic: &str, payload: &str, wait: Duration) -> Vec<Value> {
+        self.next += 1;
+        let corr = Bytes::from(format!("req-{}", self.next));
+        let props = PublishProperties {
+            response_topic: Some(self.reply_topic.clone()),
+            correlation_data: Some(corr.clone()),
+            ..Default::default()
+        };
+        self.client
+            .publish_with_properties(topic, QoS::AtLeastOnce, false, payload.to_string(), props)
+            .await
+            .unwrap();
+        let end = tokio::time::Instant::now() + wait;
+        let mut out = Vec::new();
+        while let Ok(Some(r)) = tokio::time::timeout_at(end, self.replies.recv()).await {
+            if r.0.as_ref() == Some(&corr) {
+                out.push(r.1);
+            }
+        }
+        out
     }
 
     /// The last message seen on `topic`.

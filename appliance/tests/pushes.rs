@@ -1,0 +1,794 @@
+//! The push model end to end, against a real broker and real SRT receivers:
+//! kinds (one-shot, auto, scheduled), schedules at their window edges,
+//! variables that flip rules, blocking triggers that rewrite or refuse,
+//! changes that restart one push only, the start rate limit, history, and
+//! fleet group commands.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use serde_json::Value;
+use support::*;
+
+const DEV: &str = "push-test";
+
+/// An executable shell script in the test's directory (the daemon runs it
+/// without a shell of its own; the script brings its interpreter).
+fn script(dir: &Path, name: &str, body: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p.display().to_string()
+}
+
+fn history(v: &Value) -> Vec<(String, String, String)> {
+    v["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["push"].as_str().unwrap().to_string(),
+                e["what"].as_str().unwrap().to_string(),
+                e["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn utc(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// An SRT listener built on GStreamer's `srtsrc`, which tells us the stream
+/// id each caller asks for (its `caller-connecting` signal), and records
+/// what it receives.
+struct StreamIdReceiver {
+    pipeline: gst::Element,
+    ids: Arc<Mutex<Vec<String>>>,
+}
+
+impl StreamIdReceiver {
+    fn start(port: u16, out: &Path) -> Self {
+        gst::init().unwrap();
+        let pipeline = gst::parse::launch(&format!(
+            "srtsrc name=src authentication=true uri=srt://:{port}?mode=listener wait-for-connection=true ! filesink location={}",
+            out.display()
+        ))
+        .unwrap();
+        let bin = pipeline.clone().downcast::<gst::Bin>().unwrap();
+        let src = bin.by_name("src").unwrap();
+        let ids = Arc::new(Mutex::new(Vec::new()));
+        let seen = ids.clone();
+        src.connect("caller-connecting", false, move |args| {
+            let id = args[2]
+                .get::<Option<String>>()
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            seen.lock().unwrap().push(id);
+            Some(true.to_value())
+        });
+        pipeline.set_state(gst::State::Playing).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        Self { pipeline, ids }
+    }
+
+    fn ids(&self) -> Vec<String> {
+        self.ids.lock().unwrap().clone()
+    }
+}
+
+impl Drop for StreamIdReceiver {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+/// A scheduled push with a window of a few seconds starts at the window's
+/// opening and stops at its close, no earlier; what the receiver got lasts
+/// as long as the window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_push_follows_its_window_edges() {
+    let _g = serial().await;
+    let mut rig = Rig::start(DEV, "").await;
+    rig.wait_stream_live("main").await;
+    let port = free_port();
+    let out = rig.path("window.ts");
+    let mut rx = srt_receiver(port, None, &out);
+    // Whole seconds: the window edges are exact instants.
+    let now = jiff::Timestamp::now();
+    let open = jiff::Timestamp::from_second(now.as_second() + 6).unwrap();
+    let close = jiff::Timestamp::from_second(now.as_second() + 12).unwrap();
+    let def = format!(
+        r#"{{"id":"window","stream":"main","kind":"scheduled","target":"srt://127.0.0.1:{port}","schedule":{{"windows":[{{"start":"{}","stop":"{}"}}]}}}}"#,
+        utc(open),
+        utc(close)
+    );
+    let r = rig.ok("push.add", &def).await;
+    let p = &r["result"]["push"];
+    assert_eq!(p["state"], "waiting", "{r}");
+    assert!(
+        p["reason"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("next window opens at {}", utc(open))),
+        "{r}"
+    );
+
+    let preview = rig
+        .ok("schedule.preview", r#"{"id":"window","count":3}"#)
+        .await;
+    let w = &preview["result"]["windows"];
+    assert_eq!(w.as_array().unwrap().len(), 1, "{preview}");
+    assert_eq!(w[0]["start_unix"], open.as_second(), "{preview}");
+    assert_eq!(w[0]["end_unix"], close.as_second(), "{preview}");
+
+    rig.wait_push("window", "connecting").await;
+    let started = jiff::Timestamp::now();
+    assert!(
+        started >= open,
+        "started at {started}, window opens at {open}"
+    );
+    assert!(
+        started.as_second() - open.as_second() <= 2,
+        "started at {started}, window opened at {open}"
+    );
+    rig.wait_push("window", "live").await;
+    rig.mqtt
+        .wait_for("the window to close", Duration::from_secs(20), |m| {
+            m.push_state(DEV, "window")
+                .is_some_and(|p| p["state"] == "waiting")
+        })
+        .await;
+    let stopped = jiff::Timestamp::now();
+    assert!(
+        stopped >= close,
+        "stopped at {stopped}, window closes at {close}"
+    );
+    assert!(
+        stopped.as_second() - close.as_second() <= 2,
+        "stopped at {stopped}"
+    );
+    let p = rig.push("window").unwrap();
+    assert!(
+        p["reason"].as_str().unwrap().contains("no window ahead"),
+        "{p}"
+    );
+
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    rx.signal("INT");
+    rx.wait_exit(Duration::from_secs(5));
+    let probe = ffprobe(&out);
+    assert_eq!(probe.video_codec.as_deref(), Some("h264"), "{probe:?}");
+    assert_eq!((probe.width, probe.height), (Some(640), Some(360)));
+    assert!(
+        (4.0..=7.0).contains(&probe.duration),
+        "a 6 s window gave {} s",
+        probe.duration
+    );
+    let h = history(&rig.ok("push.history", r#"{"id":"window"}"#).await);
+    let whats: Vec<&str> = h.iter().map(|e| e.1.as_str()).collect();
+    assert_eq!(whats, ["added", "start", "live", "stop"], "{h:?}");
+    assert!(h[3].2.contains("outside its schedule"), "{h:?}");
+    let events = rig.mqtt.events(&rig.topic("events"));
+    let ends: Vec<&Value> = events.iter().filter(|e| e["event"] == "push_end").collect();
+    assert_eq!(ends.len(), 1, "{events:?}");
+    assert!(
+        ends[0]["stats"]["bytes_sent"].as_u64().unwrap() > 100_000,
+        "{:?}",
+        ends[0]
+    );
+    assert!(!ends[0]["log"].as_array().unwrap().is_empty());
+}
+
+/// A command variable drives a rule: the push runs while the command says
+/// "yes", stops when it says "no", and a failing command keeps the last
+/// value (and says so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_variable_flips_a_rule_and_the_push_follows() {
+    let _g = serial().await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let flag = dir.path().join("onair");
+    std::fs::write(&flag, "no\n").unwrap();
+    let extra = format!(
+        r#"
+[[variables]]
+name = "onair"
+command = ["/bin/cat", "{flag}"]
+interval_s = 1
+timeout_ms = 2000
+
+[[outputs]]
+id = "gated"
+stream = "main"
+kind = "scheduled"
+target = "srt://127.0.0.1:{port}"
+rules = [{{ var = "onair", op = "eq", value = "yes" }}]
+"#,
+        flag = flag.display()
+    );
+    let mut rig = Rig::start(DEV, &extra).await;
+    let _rx = srt_receiver(port, None, &rig.path("gated.ts"));
+    rig.mqtt
+        .wait_for("the rule to hold the push", Duration::from_secs(20), |m| {
+            m.push_state(DEV, "gated").is_some_and(|p| {
+                p["state"] == "waiting" && p["reason"] == "rule $onair eq \"yes\" does not hold"
+            })
+        })
+        .await;
+    let vars = rig.ok("var.list", "").await;
+    assert_eq!(
+        vars["result"]["variables"]["onair"]["value"], "no",
+        "{vars}"
+    );
+    assert_eq!(vars["result"]["variables"]["onair"]["source"], "command");
+    assert_eq!(vars["result"]["builtin"]["device"], DEV);
+
+    std::fs::write(&flag, "yes\n").unwrap();
+    let t = rig.wait_push("gated", "live").await;
+    println!(
+        "live {:.1} s after the variable turned yes",
+        t.as_secs_f64()
+    );
+
+    // The source fails: the value stays "yes", the push keeps running, and
+    // an event says what happened.
+    std::fs::remove_file(&flag).unwrap();
+    rig.mqtt
+        .wait_for("variable_failed", Duration::from_secs(10), |m| {
+            m.events(&format!("fieldcast/{DEV}/events"))
+                .iter()
+                .any(|e| {
+                    e["event"] == "variable_failed"
+                        && e["name"] == "onair"
+                        && e["kept_last"] == true
+                })
+        })
+        .await;
+    let vars = rig.ok("var.list", "").await;
+    let onair = &vars["result"]["variables"]["onair"];
+    assert_eq!(onair["value"], "yes", "{vars}");
+    assert!(
+        onair["error"].as_str().unwrap().contains("/bin/cat"),
+        "{vars}"
+    );
+    assert_eq!(rig.push("gated").unwrap()["state"], "live");
+
+    std::fs::write(&flag, "no\n").unwrap();
+    rig.mqtt
+        .wait_for("the push to stop", Duration::from_secs(10), |m| {
+            m.push_state(DEV, "gated")
+                .is_some_and(|p| p["state"] == "waiting")
+        })
+        .await;
+
+    // A static variable set over MQTT can drive a rule too, and a command
+    // variable cannot be set over MQTT on a device that does not allow it.
+    let r = rig
+        .cmd(
+            "var.set",
+            r#"{"name":"evil","command":["/bin/rm","-rf","/"]}"#,
+        )
+        .await;
+    assert_eq!(r["error"]["code"], "forbidden", "{r}");
+    let r = rig
+        .cmd("var.set", r#"{"name":"onair","value":"yes"}"#)
+        .await;
+    assert_eq!(r["error"]["code"], "read_only", "{r}");
+    rig.ok("var.set", r#"{"name":"mode","value":"on-air"}"#)
+        .await;
+    let vars = rig.ok("var.list", "").await;
+    assert_eq!(vars["result"]["variables"]["mode"]["value"], "on-air");
+    assert_eq!(vars["result"]["variables"]["mode"]["origin"], "mqtt");
+    let saved = rig.saved();
+    assert_eq!(saved["variables"][0]["name"], "mode", "{saved}");
+}
+
+/// A blocking push_rewrite handler turns the stream name into a secret
+/// stream id; the receiver sees the rewritten id, while state and events
+/// show it redacted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_trigger_rewrites_the_streamid() {
+    let _g = serial().await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("events.jsonl");
+    let token = script(
+        dir.path(),
+        "token",
+        &format!(
+            r#"event=$(cat)
+printf '%s\n' "$event" >> {log}
+stream=$(printf '%s' "$event" | sed -n 's/.*"stream":"\([^"]*\)".*/\1/p')
+echo "srt://127.0.0.1:{port}?streamid=#!::r=live/$stream-key-5f3a,m=publish""#,
+            log = log.display()
+        ),
+    );
+    let ended = script(
+        dir.path(),
+        "ended",
+        &format!("cat >> {}.end", log.display()),
+    );
+    let extra = format!(
+        r#"
+[[triggers]]
+on = "push_rewrite"
+exec = ["{token}"]
+blocking = true
+timeout_ms = 3000
+
+[[triggers]]
+on = "push_end"
+exec = ["{ended}"]
+"#
+    );
+    let mut rig = Rig::start(DEV, &extra).await;
+    let out = rig.path("rewritten.ts");
+    let rx = StreamIdReceiver::start(port, &out);
+    rig.ok(
+        "push.add",
+        &format!(r#"{{"id":"tokened","stream":"main","target":"srt://127.0.0.1:{port}?streamid=$stream"}}"#),
+    )
+    .await;
+    rig.wait_push("tokened", "live").await;
+    assert_eq!(rx.ids(), vec!["#!::r=live/main-key-5f3a,m=publish"]);
+    let p = rig.push("tokened").unwrap();
+    assert_eq!(p["rewritten"], true, "{p}");
+    assert!(
+        p["target"].as_str().unwrap().contains("streamid=***"),
+        "{p}"
+    );
+    let all = rig.mqtt.all_payloads();
+    assert!(!all.contains("5f3a"), "the rewritten key leaked over MQTT");
+    let events = rig.mqtt.events(&rig.topic("events"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "push_rewrite" && e["id"] == "tokened")
+    );
+    // The handler got the event with the push, the stream and the target.
+    let got = std::fs::read_to_string(&log).unwrap();
+    let first: Value = serde_json::from_str(got.lines().next().unwrap()).unwrap();
+    assert_eq!(first["trigger"], "push_rewrite");
+    assert_eq!(first["id"], "tokened");
+    assert_eq!(
+        first["target"],
+        format!("srt://127.0.0.1:{port}?streamid=main")
+    );
+
+    rig.ok("push.stop", r#"{"id":"tokened"}"#).await;
+    wait_until("the push_end handler", Duration::from_secs(10), || {
+        std::fs::read_to_string(format!("{}.end", log.display()))
+            .is_ok_and(|t| t.contains("push_end"))
+    });
+    let end: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{}.end", log.display())).unwrap())
+            .unwrap();
+    assert_eq!(end["reason"], "stopped by the operator", "{end}");
+    assert!(end["stats"]["frames_sent"].as_u64().unwrap() > 0, "{end}");
+    assert!(
+        end["log"].as_array().unwrap().iter().any(|l| l == "live"),
+        "{end}"
+    );
+    drop(rx);
+    let probe = ffprobe(&out);
+    assert_eq!(probe.video_codec.as_deref(), Some("h264"), "{probe:?}");
+}
+
+/// A push_start handler that answers "false" keeps the push from ever
+/// connecting; it is held back with a reason and retried with backoff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_push_never_connects() {
+    let _g = serial().await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let count = dir.path().join("asked");
+    let refuse = script(
+        dir.path(),
+        "refuse",
+        &format!("cat > /dev/null; echo x >> {}; echo false", count.display()),
+    );
+    let extra = format!(
+        r#"
+[[triggers]]
+on = "push_start"
+exec = ["{refuse}"]
+blocking = true
+"#
+    );
+    let mut rig = Rig::start(DEV, &extra).await;
+    let out = rig.path("refused.ts");
+    let rx = StreamIdReceiver::start(port, &out);
+    rig.ok(
+        "push.add",
+        &format!(r#"{{"id":"nope","stream":"main","target":"srt://127.0.0.1:{port}"}}"#),
+    )
+    .await;
+    rig.wait_push("nope", "backoff").await;
+    let p = rig.push("nope").unwrap();
+    assert!(
+        p["reason"]
+            .as_str()
+            .unwrap()
+            .contains("refused by the push_start handler"),
+        "{p}"
+    );
+    assert!(p["retry_at"].as_f64().is_some(), "{p}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        rx.ids().is_empty(),
+        "the receiver was called: {:?}",
+        rx.ids()
+    );
+    assert_eq!(std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0), 0);
+    let asked = std::fs::read_to_string(&count).unwrap().lines().count();
+    // Retried with a growing backoff: a few times in 4 s, not 16.
+    assert!((2..=6).contains(&asked), "asked {asked} times");
+    let h = history(&rig.ok("push.history", r#"{"id":"nope","limit":3}"#).await);
+    assert!(h.iter().all(|e| e.1 == "refused"), "{h:?}");
+    let events = rig.mqtt.events(&rig.topic("events"));
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "push_refused" && e["id"] == "nope")
+    );
+}
+
+/// Changing one push restarts that push only: the other push's connection
+/// and the encoder are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_one_push_restarts_only_that_push() {
+    let _g = serial().await;
+    let mut rig = Rig::start(DEV, "").await;
+    let (pa, pb) = (free_port(), free_port());
+    let _ra = srt_receiver(pa, None, &rig.path("a.ts"));
+    let out_b = rig.path("b.ts");
+    let mut rb = srt_receiver(pb, None, &out_b);
+    let a = |latency: u32| {
+        format!(r#"{{"id":"a","stream":"main","target":"srt://127.0.0.1:{pa}?latency={latency}"}}"#)
+    };
+    let b = format!(r#"{{"id":"b","stream":"main","target":"srt://127.0.0.1:{pb}"}}"#);
+    rig.ok("push.add", &a(120)).await;
+    rig.ok("push.add", &b).await;
+    rig.wait_push("a", "live").await;
+    rig.wait_push("b", "live").await;
+    let state_before = rig.ok("state.get", "").await["result"].clone();
+    let b_before = rig.push("b").unwrap();
+    let list = rig.ok("push.list", "").await;
+    let sent_before = list["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "b")
+        .unwrap()["srt"]["packets_sent"]
+        .as_u64()
+        .unwrap();
+
+    let r = rig.ok("push.update", &a(300)).await;
+    assert_eq!(r["result"]["changed"], true, "{r}");
+    rig.wait_history("a", "live", 2).await;
+    // Updating with the same definition is a no-op.
+    let r = rig.ok("push.update", &a(300)).await;
+    assert_eq!(r["result"]["changed"], false, "{r}");
+    // And through config.import: `a` changes, `b` is unchanged.
+    let layer = format!(r#"{{"config":{{"pushes":[{},{}]}}}}"#, a(200), b);
+    let r = rig.ok("config.import", &layer).await;
+    assert_eq!(r["result"]["updated"], serde_json::json!(["a"]), "{r}");
+    assert_eq!(r["result"]["unchanged"], serde_json::json!(["b"]), "{r}");
+    rig.wait_history("a", "live", 3).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let b_after = rig.push("b").unwrap();
+    assert_eq!(b_after["reconnects"], 0, "{b_after}");
+    assert_eq!(
+        b_after["since"], b_before["since"],
+        "b changed state: {b_after}"
+    );
+    let state_after = rig.ok("state.get", "").await["result"].clone();
+    assert_eq!(
+        state_after["inputs"][0]["since"], state_before["inputs"][0]["since"],
+        "the encoder restarted"
+    );
+    let list = rig.ok("push.list", "").await;
+    let b_now = list["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "b")
+        .unwrap()
+        .clone();
+    assert!(
+        b_now["srt"]["packets_sent"].as_u64().unwrap() > sent_before,
+        "{b_now}"
+    );
+    let h = history(&rig.ok("push.history", r#"{"id":"b"}"#).await);
+    assert_eq!(
+        h.iter().map(|e| e.1.as_str()).collect::<Vec<_>>(),
+        ["added", "start", "live"],
+        "b: {h:?}"
+    );
+    let h = history(&rig.ok("push.history", r#"{"id":"a"}"#).await);
+    assert!(h.iter().filter(|e| e.1 == "start").count() == 3, "a: {h:?}");
+    rig.ok("push.stop", r#"{"id":"b"}"#).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    rb.signal("INT");
+    rb.wait_exit(Duration::from_secs(5));
+    // One connection, never cut: the receiver's recording is clean.
+    let errors = decode_errors(&out_b);
+    assert!(errors.trim().is_empty(), "b: {errors}");
+}
+
+/// A one-shot push runs once: when its receiver goes away it fails and is
+/// not retried; push.start runs it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_shot_push_ends_and_is_not_retried() {
+    let _g = serial().await;
+    let mut rig = Rig::start(DEV, "").await;
+    let port = free_port();
+    let mut rx = srt_receiver(port, None, &rig.path("once.ts"));
+    rig.ok(
+        "push.add",
+        &format!(
+            r#"{{"id":"once","stream":"main","kind":"push","target":"srt://127.0.0.1:{port}"}}"#
+        ),
+    )
+    .await;
+    rig.wait_push("once", "live").await;
+    rx.signal("KILL");
+    rx.wait_exit(Duration::from_secs(5));
+    rig.wait_push("once", "failed").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let p = rig.push("once").unwrap();
+    assert_eq!(p["state"], "failed", "{p}");
+    assert_eq!(p["running"], false, "{p}");
+    // It stays ended across a restart of the daemon.
+    assert_eq!(rig.saved()["running"]["once"], false);
+    let cfg = rig.config_text();
+    rig.restart("TERM", &cfg);
+    rig.wait_status("online").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let p = rig.push("once").unwrap();
+    assert_eq!(p["state"], "stopped", "{p}");
+    let _rx = srt_receiver(port, None, &rig.path("again.ts"));
+    rig.ok("push.start", r#"{"id":"once"}"#).await;
+    rig.wait_push("once", "live").await;
+}
+
+/// At most `max_starts_per_s` pushes start in any second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_are_rate_limited() {
+    let _g = serial().await;
+    let mut extra = String::from("[pushes]\nmax_starts_per_s = 2\n");
+    for i in 0..6 {
+        extra.push_str(&format!(
+            "[[outputs]]\nid = \"l{i}\"\nstream = \"main\"\ntarget = \"srt://:{}?mode=listener\"\n",
+            free_port()
+        ));
+    }
+    let mut rig = Rig::start(DEV, &extra).await;
+    for i in 0..6 {
+        rig.wait_history(&format!("l{i}"), "start", 1).await;
+    }
+    let h = rig.ok("push.history", r#"{"limit":100}"#).await;
+    let mut starts: Vec<f64> = h["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["what"] == "start")
+        .map(|e| e["ts"].as_f64().unwrap())
+        .collect();
+    starts.sort_by(f64::total_cmp);
+    assert_eq!(starts.len(), 6, "{h}");
+    for w in starts.windows(3) {
+        assert!(
+            w[2] - w[0] >= 0.9,
+            "three starts within a second: {starts:?}"
+        );
+    }
+    assert!(starts[5] - starts[0] <= 4.0, "{starts:?}");
+}
+
+/// Group commands reach every device of the group, each replying for
+/// itself; config export hides secrets unless allowed, and an import that
+/// is wrong anywhere changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commands_and_config_export_import() {
+    let _g = serial().await;
+    let mut rig = Rig::start(DEV, "").await;
+    let cfg = rig
+        .config_text()
+        .replace("[device]\n", "[device]\ngroups = [\"vans\"]\n");
+    rig.restart("TERM", &cfg);
+    rig.wait_status("online").await;
+    // A second device in the group, on the same broker.
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_cfg = config("van-2", rig.broker.port, &other_dir.path().join("data"), "")
+        .replace("[device]\n", "[device]\ngroups = [\"vans\", \"north\"]\n");
+    let other = Daemon::start_in(other_dir.path(), &other_cfg);
+    let _m = Mqtt::device(rig.broker.port, "van-2").await;
+
+    let add = r#"{"id":"fleet","stream":"main","enabled":false,"target":"srt://ingest.example:9000?streamid=van&passphrase=fleet-secret-123"}"#;
+    let replies = rig
+        .mqtt
+        .request_all(
+            "fieldcast/groups/vans/cmd/push.add",
+            add,
+            Duration::from_secs(3),
+        )
+        .await;
+    let mut devices: Vec<&str> = replies
+        .iter()
+        .map(|r| r["device"].as_str().unwrap())
+        .collect();
+    devices.sort();
+    assert_eq!(devices, [DEV, "van-2"], "{replies:?}");
+    assert!(replies.iter().all(|r| r["ok"] == true), "{replies:?}");
+    let replies = rig
+        .mqtt
+        .request_all(
+            "fieldcast/groups/north/cmd/push.list",
+            "",
+            Duration::from_secs(2),
+        )
+        .await;
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_eq!(replies[0]["device"], "van-2");
+
+    rig.ok(
+        "push.add",
+        r#"{"id":"plain","stream":"main","enabled":false,"target":"srt://h:1"}"#,
+    )
+    .await;
+    let export = rig.ok("config.export", "").await;
+    // A target without a secret is exported as it was given.
+    assert!(
+        export.to_string().contains(r#""target":"srt://h:1""#),
+        "{export}"
+    );
+    let pushes = &export["result"]["config"]["pushes"];
+    assert_eq!(export["result"]["secrets"], false);
+    assert!(!export.to_string().contains("fleet-secret-123"), "{export}");
+    // The export without secrets cannot be imported as it is.
+    let again = format!(r#"{{"config":{}}}"#, export["result"]["config"]);
+    let r = rig.cmd("config.import", &again).await;
+    assert_eq!(r["error"]["field"], "config.pushes[0].target", "{r}");
+    assert_eq!(pushes.as_array().unwrap().len(), 2);
+
+    // Wrong in its second push: nothing of it is applied.
+    let bad = r#"{"config":{"pushes":[
+        {"id":"new","stream":"main","enabled":false,"target":"srt://h:1"},
+        {"id":"bad","stream":"nope","target":"srt://h:1"}]}}"#;
+    let r = rig.cmd("config.import", bad).await;
+    assert_eq!(r["error"]["field"], "config.pushes[1].stream", "{r}");
+    let list = rig.ok("push.list", "").await;
+    assert_eq!(list["result"].as_array().unwrap().len(), 2, "{list}");
+
+    let good = r#"{"config":{"pushes":[
+        {"id":"new","stream":"main","enabled":false,"target":"srt://h:1"}],
+        "variables":[{"name":"site","value":"north"}]}}"#;
+    let r = rig.ok("config.import", good).await;
+    assert_eq!(r["result"]["added"], serde_json::json!(["new"]), "{r}");
+    assert_eq!(
+        r["result"]["removed"],
+        serde_json::json!(["fleet", "plain"]),
+        "{r}"
+    );
+    let saved = rig.saved();
+    assert_eq!(saved["pushes"].as_array().unwrap().len(), 1, "{saved}");
+    assert_eq!(saved["variables"][0]["value"], "north");
+    let events = rig.mqtt.events(&rig.topic("events"));
+    assert!(events.iter().any(|e| e["event"] == "config_changed"));
+    other.stop();
+}
+
+/// The daemon learns of a new interface, address or route at once and its
+/// caller pushes dial again (a WAN switch), without waiting for a stall.
+/// Everything runs in a network namespace of its own, so the host's network
+/// is not touched.
+#[test]
+fn a_network_change_reconnects_caller_pushes_at_once() {
+    let handle = std::thread::spawn(|| {
+        // SAFETY: unshare affects this thread only; nothing else runs on it.
+        if unsafe { libc_unshare_net() } != 0 {
+            println!("SKIPPED: cannot create a network namespace (not root?)");
+            return;
+        }
+        let ok = std::process::Command::new("ip")
+            .args(["link", "set", "lo", "up"])
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "ip link set lo up");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(network_change_body());
+    });
+    handle.join().unwrap();
+}
+
+unsafe extern "C" {
+    fn unshare(flags: i32) -> i32;
+}
+
+unsafe fn libc_unshare_net() -> i32 {
+    const CLONE_NEWNET: i32 = 0x4000_0000;
+    unsafe { unshare(CLONE_NEWNET) }
+}
+
+async fn network_change_body() {
+    let _g = serial().await;
+    let mut rig = Rig::start(DEV, "").await;
+    let port = free_port();
+    let _rx = srt_receiver(port, None, &rig.path("net.ts"));
+    let listen = free_port();
+    rig.ok(
+        "push.add",
+        &format!(r#"{{"id":"wan","stream":"main","target":"srt://127.0.0.1:{port}"}}"#),
+    )
+    .await;
+    rig.ok(
+        "push.add",
+        &format!(r#"{{"id":"local","stream":"main","target":"srt://:{listen}?mode=listener"}}"#),
+    )
+    .await;
+    rig.wait_push("wan", "live").await;
+    rig.wait_history("local", "start", 1).await;
+    let t0 = Instant::now();
+    for args in [
+        vec!["link", "add", "wan1", "type", "ifb"],
+        vec!["link", "set", "wan1", "up"],
+        vec!["addr", "add", "10.77.0.2/24", "dev", "wan1"],
+    ] {
+        let st = std::process::Command::new("ip")
+            .args(&args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip {args:?}");
+    }
+    rig.mqtt
+        .wait_for("network_changed", Duration::from_secs(10), |m| {
+            m.events(&format!("fieldcast/{DEV}/events"))
+                .iter()
+                .any(|e| e["event"] == "network_changed")
+        })
+        .await;
+    println!(
+        "network change seen after {:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let events = rig.mqtt.events(&rig.topic("events"));
+    let change = events
+        .iter()
+        .find(|e| e["event"] == "network_changed")
+        .unwrap();
+    assert_eq!(
+        change["reconnected"],
+        serde_json::json!(["wan"]),
+        "{change}"
+    );
+    assert!(
+        change["change"].as_str().unwrap().contains("wan1"),
+        "{change}"
+    );
+    rig.mqtt
+        .wait_for("the push to reconnect", Duration::from_secs(20), |m| {
+            m.push_state(DEV, "wan")
+                .is_some_and(|p| p["reconnects"] == 1 && p["state"] == "live")
+        })
+        .await;
+    let h = history(&rig.ok("push.history", r#"{"id":"wan"}"#).await);
+    assert!(
+        h.iter()
+            .any(|e| e.1 == "reconnect" && e.2.contains("network changed")),
+        "{h:?}"
+    );
+    assert_eq!(rig.push("local").unwrap()["reconnects"], 0);
+}
