@@ -35,7 +35,7 @@ use crate::config::Settings;
 use crate::error::{ApiError, Code, ConfigError};
 use crate::mqtt::{self, Incoming};
 use crate::push::history::History;
-use crate::push::scheduler::{self, Facts, Hold, Mark, StartLimiter};
+use crate::push::scheduler::{self, After, Facts, Hold, Mark, Next, Now, StartLimiter};
 use crate::push::{PushDef, PushKind, ValidPush};
 use crate::store::{Layer, Persisted, Store};
 use crate::topics::Topics;
@@ -112,14 +112,6 @@ impl Push {
         self.phase = phase;
         self.since = unix_now();
     }
-}
-
-/// What one scheduler pass does with one push.
-enum Step {
-    Nothing,
-    Start(Result<String, String>),
-    End(Phase, String),
-    Idle(Hold),
 }
 
 /// The answer of a push's blocking handlers.
@@ -604,52 +596,50 @@ impl Controller {
                 vars: &lookup,
             };
             let decision = scheduler::decide(def, &facts);
-            let one_shot = def.kind == PushKind::Push;
             // What to do, decided with the push borrowed; done after.
-            let step = match (&p.phase, decision) {
-                (Phase::Running { handle, .. }, Ok(())) if handle.is_finished() => {
-                    // A one-shot output that failed; its event says why.
-                    let reason = match handle.status().state {
+            let now_is = match &p.phase {
+                Phase::Idle(h) => Now::Idle(h.clone()),
+                Phase::Preparing => Now::Preparing,
+                Phase::Running { handle, .. } => Now::Running {
+                    failed: handle.is_finished().then(|| match handle.status().state {
                         OutputState::Failed { reason } => reason,
                         _ => "the output ended".into(),
-                    };
-                    Step::End(Phase::Failed(reason.clone()), reason)
-                }
-                (Phase::Running { .. }, Err(hold)) => {
-                    let reason = hold.why().to_string();
-                    if one_shot && matches!(hold, Hold::Waiting(_)) {
-                        Step::End(Phase::Ended(reason.clone()), reason)
-                    } else {
-                        Step::End(Phase::Idle(hold), reason)
-                    }
-                }
-                (Phase::Preparing | Phase::Held { .. }, Err(hold)) => Step::Idle(hold),
-                (Phase::Idle(current), Err(hold)) if *current != hold => Step::Idle(hold),
-                (Phase::Held { until, .. }, Ok(())) if *until > Instant::now() => Step::Nothing,
-                (Phase::Idle(_) | Phase::Held { .. }, Ok(())) => {
-                    Step::Start(vars::substitute(&def.target, &lookup).map_err(|e| e.to_string()))
-                }
-                _ => Step::Nothing,
+                    }),
+                },
+                Phase::Held { until, .. } => Now::Held {
+                    due: *until <= Instant::now(),
+                },
+                Phase::Failed(_) | Phase::Ended(_) => Now::Finished,
             };
+            let next = scheduler::step(&now_is, decision, def.kind);
+            let rendered = (next == Next::Start)
+                .then(|| vars::substitute(&def.target, &lookup).map_err(|e| e.to_string()));
             drop(lookup);
-            match step {
-                Step::Nothing => {}
-                Step::End(next, reason) => self.end_push(&id, next, &reason).await,
-                Step::Idle(hold) => {
+            match next {
+                Next::Nothing => {}
+                Next::Stop { then, reason } => {
+                    let phase = match then {
+                        After::Idle(hold) => Phase::Idle(hold),
+                        After::Ended => Phase::Ended(reason.clone()),
+                        After::Failed => Phase::Failed(reason.clone()),
+                    };
+                    self.end_push(&id, phase, &reason).await;
+                }
+                Next::Hold(hold) => {
                     // A late answer of its handlers is ignored.
                     let p = self.pushes.get_mut(&id).expect("present");
                     p.generation += 1;
                     p.holds = 0;
                     p.set_phase(Phase::Idle(hold));
                 }
-                Step::Start(rendered) => {
+                Next::Start => {
                     if self.stopping.contains_key(&id) {
                         continue; // its previous output is still draining
                     }
                     if !self.limiter.try_start(Instant::now()) {
                         continue; // next pass
                     }
-                    self.begin_start(&id, rendered);
+                    self.begin_start(&id, rendered.expect("rendered for a start"));
                 }
             }
         }

@@ -792,3 +792,191 @@ async fn network_change_body() {
     );
     assert_eq!(rig.push("local").unwrap()["reconnects"], 0);
 }
+
+/// Handlers that are URLs: a blocking push_rewrite answered by a web
+/// service, a push_end webhook with the event, and a handler that does not
+/// answer in time, whose default answer ("false") refuses the push.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn url_handlers_rewrite_notify_and_fail_closed() {
+    let _g = serial().await;
+    let port = free_port();
+    let hook = HttpHook::start(move |_, path, _| match path {
+        "/rewrite" => (
+            200,
+            format!("srt://127.0.0.1:{port}?streamid=from-the-web"),
+            Duration::ZERO,
+        ),
+        "/slow" => (200, "true".into(), Duration::from_secs(5)),
+        _ => (204, String::new(), Duration::ZERO),
+    })
+    .await;
+    let extra = format!(
+        r#"
+[[triggers]]
+on = "push_rewrite"
+url = "{rewrite}"
+blocking = true
+streams = ["main"]
+
+[[triggers]]
+on = "push_start"
+url = "{slow}"
+blocking = true
+timeout_ms = 500
+default = "false"
+streams = ["other"]
+
+[[triggers]]
+on = "push_end"
+url = "{end}"
+"#,
+        rewrite = hook.url("/rewrite"),
+        slow = hook.url("/slow"),
+        end = hook.url("/end?token=hook-secret")
+    );
+    let mut rig = Rig::start_with(DEV, |cfg| {
+        format!("{cfg}{extra}\n[[inputs]]\nname = \"other\"\n[inputs.encode]\nwidth = 320\nheight = 180\nframerate = 15\nbitrate_kbps = 300\ngop_frames = 15\nprofile = \"high\"\naudio_bitrate_kbps = 64\n[inputs.audio]\nsource = \"none\"\n")
+    })
+    .await;
+    let out = rig.path("web.ts");
+    let rx = StreamIdReceiver::start(port, &out);
+    rig.ok(
+        "push.add",
+        &format!(r#"{{"id":"web","stream":"main","target":"srt://127.0.0.1:{port}"}}"#),
+    )
+    .await;
+    rig.wait_push("web", "live").await;
+    assert_eq!(rx.ids(), vec!["from-the-web"]);
+    let reqs = hook.requests();
+    let (method, _, body) = reqs.iter().find(|r| r.1 == "/rewrite").unwrap();
+    assert_eq!(method, "POST");
+    let event: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(event["trigger"], "push_rewrite");
+    assert_eq!(event["stream"], "main");
+
+    // A push of the other stream: its push_start handler times out, and the
+    // default answer refuses it.
+    rig.ok(
+        "push.add",
+        &format!(
+            r#"{{"id":"slow","stream":"other","target":"srt://127.0.0.1:{}"}}"#,
+            free_port()
+        ),
+    )
+    .await;
+    rig.wait_push("slow", "backoff").await;
+    let p = rig.push("slow").unwrap();
+    assert!(p["reason"].as_str().unwrap().contains("push_start"), "{p}");
+
+    rig.ok("push.stop", r#"{"id":"web"}"#).await;
+    let hook_ref = &hook;
+    rig.mqtt
+        .wait_for("the push_end webhook", Duration::from_secs(10), |_| {
+            hook_ref.requests().iter().any(|r| r.1.starts_with("/end"))
+        })
+        .await;
+    let reqs = hook.requests();
+    let end = reqs.iter().find(|r| r.1.starts_with("/end")).unwrap();
+    let event: Value = serde_json::from_str(&end.2).unwrap();
+    assert_eq!(event["event"], "push_end");
+    assert_eq!(event["id"], "web");
+    assert_eq!(event["reason"], "stopped by the operator");
+    // The handler's URL token is not shown by trigger.list.
+    let list = rig.ok("trigger.list", "").await;
+    assert!(!list.to_string().contains("hook-secret"), "{list}");
+    drop(rx);
+}
+
+/// A URL variable drives a rule, and a scheduled push takes its windows
+/// from an .ics calendar file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_variable_and_an_ics_calendar_drive_pushes() {
+    let _g = serial().await;
+    let answer = Arc::new(Mutex::new("off".to_string()));
+    let a = answer.clone();
+    let hook =
+        HttpHook::start(move |_, _, _| (200, format!("{}\n", a.lock().unwrap()), Duration::ZERO))
+            .await;
+    let dir = tempfile::tempdir().unwrap();
+    let ics = dir.path().join("calendar.ics");
+    let now = jiff::Timestamp::now().as_second();
+    let ical = |t: i64| {
+        jiff::Timestamp::from_second(t)
+            .unwrap()
+            .strftime("%Y%m%dT%H%M%SZ")
+            .to_string()
+    };
+    std::fs::write(
+        &ics,
+        format!(
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:ob-1\r\nDTSTAMP:{s}\r\nDTSTART:{s}\r\nDTEND:{e}\r\nSUMMARY:Outside broadcast\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            s = ical(now + 6),
+            e = ical(now + 11)
+        ),
+    )
+    .unwrap();
+    let (p1, p2) = (free_port(), free_port());
+    let extra = format!(
+        r#"
+[[variables]]
+name = "slot"
+url = "{url}"
+interval_s = 1
+
+[[outputs]]
+id = "by-url"
+stream = "main"
+kind = "scheduled"
+target = "srt://127.0.0.1:{p1}"
+rules = [{{ var = "slot", op = "eq", value = "on" }}]
+
+[[outputs]]
+id = "by-calendar"
+stream = "main"
+kind = "scheduled"
+target = "srt://127.0.0.1:{p2}"
+schedule = {{ ics = "{ics}", ics_refresh_s = 10 }}
+"#,
+        url = hook.url("/slot?key=var-secret"),
+        ics = ics.display()
+    );
+    let mut rig = Rig::start(DEV, &extra).await;
+    let _r1 = srt_receiver(p1, None, &rig.path("url.ts"));
+    let _r2 = srt_receiver(p2, None, &rig.path("cal.ts"));
+    rig.wait_stream_live("main").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(rig.push("by-url").unwrap()["state"], "waiting");
+    *answer.lock().unwrap() = "on".into();
+    rig.wait_push("by-url", "live").await;
+    let vars = rig.ok("var.list", "").await;
+    assert_eq!(vars["result"]["variables"]["slot"]["value"], "on", "{vars}");
+    assert_eq!(vars["result"]["variables"]["slot"]["source"], "url");
+
+    let preview = rig.ok("schedule.preview", r#"{"id":"by-calendar"}"#).await;
+    assert_eq!(
+        preview["result"]["windows"][0]["start_unix"],
+        now + 6,
+        "{preview}"
+    );
+    rig.wait_push("by-calendar", "live").await;
+    assert!(jiff::Timestamp::now().as_second() >= now + 6);
+    rig.mqtt
+        .wait_for("the calendar event to end", Duration::from_secs(20), |m| {
+            m.push_state(DEV, "by-calendar")
+                .is_some_and(|p| p["state"] == "waiting")
+        })
+        .await;
+    assert!(jiff::Timestamp::now().as_second() >= now + 11);
+    *answer.lock().unwrap() = "off".into();
+    rig.mqtt
+        .wait_for(
+            "the variable to stop the push",
+            Duration::from_secs(10),
+            |m| {
+                m.push_state(DEV, "by-url")
+                    .is_some_and(|p| p["state"] == "waiting")
+            },
+        )
+        .await;
+    assert!(!rig.mqtt.all_payloads().contains("var-secret"));
+}

@@ -96,6 +96,77 @@ fn rfc3339(unix: i64) -> String {
         .unwrap_or_else(|_| unix.to_string())
 }
 
+/// Where a push is, as much as the next step depends on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Now {
+    /// Not running, held for this reason.
+    Idle(Hold),
+    /// Its blocking handlers are deciding.
+    Preparing,
+    /// Its output runs (connecting, live, or in its own reconnect
+    /// backoff); `failed` once a one-shot output gave up.
+    Running { failed: Option<String> },
+    /// Held back after a refused start; `due` once its backoff has passed.
+    Held { due: bool },
+    /// A one-shot push that failed or ended: only the operator starts it.
+    Finished,
+}
+
+/// What to do with a push in this pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    Nothing,
+    Start,
+    /// Stop its output; it becomes `then`.
+    Stop {
+        then: After,
+        reason: String,
+    },
+    /// Not running: (still) held, for this reason.
+    Hold(Hold),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum After {
+    Idle(Hold),
+    /// A one-shot push whose stream went away.
+    Ended,
+    /// A one-shot push whose output failed.
+    Failed,
+}
+
+/// The push state machine: from where a push is and what [`decide`] says,
+/// the next step. A rule that turns false stops a push whatever its
+/// output is doing, including waiting out a reconnect backoff.
+pub fn step(now: &Now, decision: Result<(), Hold>, kind: PushKind) -> Next {
+    match (now, decision) {
+        (Now::Finished, _) => Next::Nothing,
+        (
+            Now::Running {
+                failed: Some(reason),
+            },
+            Ok(()),
+        ) => Next::Stop {
+            then: After::Failed,
+            reason: reason.clone(),
+        },
+        (Now::Running { .. }, Ok(())) | (Now::Preparing, Ok(())) => Next::Nothing,
+        (Now::Running { .. }, Err(hold)) => {
+            let reason = hold.why().to_string();
+            let then = if kind == PushKind::Push && matches!(hold, Hold::Waiting(_)) {
+                After::Ended
+            } else {
+                After::Idle(hold)
+            };
+            Next::Stop { then, reason }
+        }
+        (Now::Held { due: false }, Ok(())) => Next::Nothing,
+        (Now::Held { due: true } | Now::Idle(_), Ok(())) => Next::Start,
+        (Now::Idle(current), Err(hold)) if *current == hold => Next::Nothing,
+        (Now::Idle(_) | Now::Held { .. } | Now::Preparing, Err(hold)) => Next::Hold(hold),
+    }
+}
+
 /// At most `per_second` starts in any second, so a reboot with many pushes
 /// (or an ingest coming back for a whole fleet of outputs) does not dial
 /// everything at once.
@@ -298,6 +369,93 @@ mod tests {
             Err(Hold::Waiting(
                 "schedule unknown: calendar.ics: not found".into()
             ))
+        );
+    }
+
+    #[test]
+    fn state_machine() {
+        use PushKind::{Auto, Push, Scheduled};
+        let outside = || Hold::Waiting("outside its schedule; no window ahead".into());
+        let offline = || Hold::Waiting("stream main is offline".into());
+        // A rule flipping while the output waits out a reconnect backoff
+        // (still Running as far as the scheduler is concerned) stops it.
+        assert_eq!(
+            step(&Now::Running { failed: None }, Err(outside()), Scheduled),
+            Next::Stop {
+                then: After::Idle(outside()),
+                reason: outside().why().into()
+            }
+        );
+        // Held back after a refusal: the rule turning false ends the hold,
+        // so a later window starts afresh, not after the old backoff.
+        assert_eq!(
+            step(&Now::Held { due: false }, Err(outside()), Scheduled),
+            Next::Hold(outside())
+        );
+        assert_eq!(
+            step(&Now::Held { due: false }, Ok(()), Scheduled),
+            Next::Nothing
+        );
+        assert_eq!(
+            step(&Now::Held { due: true }, Ok(()), Scheduled),
+            Next::Start
+        );
+        // Handlers deciding when the rule turns false: dropped.
+        assert_eq!(
+            step(&Now::Preparing, Err(outside()), Auto),
+            Next::Hold(outside())
+        );
+        assert_eq!(step(&Now::Preparing, Ok(()), Auto), Next::Nothing);
+        // Idle: starts when allowed; a new reason is shown, the same one
+        // changes nothing.
+        assert_eq!(step(&Now::Idle(offline()), Ok(()), Auto), Next::Start);
+        assert_eq!(
+            step(&Now::Idle(offline()), Err(offline()), Auto),
+            Next::Nothing
+        );
+        assert_eq!(
+            step(&Now::Idle(offline()), Err(outside()), Auto),
+            Next::Hold(outside())
+        );
+        // One-shot: its stream going away ends it; its output failing
+        // fails it; the operator stopping it is a plain stop; finished
+        // stays finished.
+        assert_eq!(
+            step(&Now::Running { failed: None }, Err(offline()), Push),
+            Next::Stop {
+                then: After::Ended,
+                reason: "stream main is offline".into()
+            }
+        );
+        let stopped = Hold::Stopped("stopped by the operator".into());
+        assert_eq!(
+            step(&Now::Running { failed: None }, Err(stopped.clone()), Push),
+            Next::Stop {
+                then: After::Idle(stopped.clone()),
+                reason: "stopped by the operator".into()
+            }
+        );
+        assert_eq!(
+            step(
+                &Now::Running {
+                    failed: Some("refused".into())
+                },
+                Ok(()),
+                Push
+            ),
+            Next::Stop {
+                then: After::Failed,
+                reason: "refused".into()
+            }
+        );
+        assert_eq!(step(&Now::Finished, Ok(()), Push), Next::Nothing);
+        // An auto push whose stream goes offline waits for it.
+        assert_eq!(
+            step(&Now::Running { failed: None }, Err(offline()), Auto),
+            Next::Stop {
+                then: After::Idle(offline()),
+                reason: "stream main is offline".into()
+            }
         );
     }
 
