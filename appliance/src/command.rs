@@ -49,6 +49,13 @@ pub enum Command {
         schedule: Option<ScheduleDef>,
         count: usize,
     },
+    StreamStart {
+        name: String,
+    },
+    StreamStop {
+        name: String,
+    },
+    StreamList,
     ConfigExport,
     ConfigImport(Box<Layer>),
 }
@@ -69,6 +76,9 @@ pub const COMMANDS: &[&str] = &[
     "trigger.list",
     "trigger.set",
     "schedule.preview",
+    "stream.start",
+    "stream.stop",
+    "stream.list",
     "config.export",
     "config.import",
 ];
@@ -241,6 +251,9 @@ pub fn parse(name: &str, payload: &[u8]) -> Result<Command, ApiError> {
                 count: a.count,
             })
         }
+        "stream.start" => args::<NameArgs>(payload).map(|a| Command::StreamStart { name: a.name }),
+        "stream.stop" => args::<NameArgs>(payload).map(|a| Command::StreamStop { name: a.name }),
+        "stream.list" => args::<NoArgs>(payload).map(|_| Command::StreamList),
         "config.export" => args::<NoArgs>(payload).map(|_| Command::ConfigExport),
         "config.import" => {
             args::<ImportArgs>(payload).map(|a| Command::ConfigImport(Box::new(a.config)))

@@ -346,6 +346,15 @@ impl Config {
         let mut names = BTreeSet::new();
         for (i, input) in self.inputs.iter().enumerate() {
             let at = format!("inputs[{i}]");
+            if input.name.contains('+') {
+                return Err(ConfigError::new(
+                    format!("{at}.name"),
+                    format!(
+                        "'{}' has a '+': that marks wildcard streams (name+suffix), started over MQTT",
+                        input.name
+                    ),
+                ));
+            }
             input
                 .validate(&at, &board)
                 .map_err(ConfigError::from_capture)?;

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fieldcast_capture::input::InputEvent;
-use fieldcast_capture::{InputHandle, InputState};
+use fieldcast_capture::{InputHandle, InputSpec, InputState};
 use fieldcast_media::backoff::Backoff;
 use fieldcast_media::netwatch::NetChange;
 use fieldcast_media::output::{self, OutputEvent, OutputHandle, OutputSpec, OutputState, Target};
@@ -35,6 +35,7 @@ use crate::config::Settings;
 use crate::error::{ApiError, Code, ConfigError};
 use crate::mqtt::{self, Incoming};
 use crate::push::history::History;
+use crate::push::rules::stream_matches;
 use crate::push::scheduler::{self, After, Facts, Hold, Mark, Next, Now, StartLimiter};
 use crate::push::{PushDef, PushKind, ValidPush};
 use crate::store::{Layer, Persisted, Store};
@@ -53,6 +54,9 @@ pub enum Origin {
     Config,
     /// Added over MQTT and saved in the data directory.
     Mqtt,
+    /// A push's instance for one wildcard stream (`id@name+suffix`):
+    /// follows its parent, which is what is changed.
+    Wildcard,
 }
 
 /// Where a push is in its life, as far as the controller is concerned; a
@@ -153,7 +157,9 @@ pub struct Controller {
     persisted: Persisted,
     http: reqwest::Client,
     streams: HashMap<String, Arc<Stream>>,
-    inputs: Vec<InputHandle>,
+    /// Every running input by its stream name, wildcard streams included.
+    inputs: BTreeMap<String, InputHandle>,
+    input_events_tx: mpsc::UnboundedSender<InputEvent>,
     pushes: BTreeMap<String, Push>,
     /// Outputs that were told to stop and are draining; a push waits for
     /// its old output before it starts again (a listener's port).
@@ -200,23 +206,8 @@ impl Controller {
         let (prepared_tx, prepared) = mpsc::unbounded_channel();
         let (refreshed_tx, refreshed) = mpsc::unbounded_channel();
         let (calendar_tx, calendar_rx) = mpsc::unbounded_channel();
-        let mut streams = HashMap::new();
-        let mut inputs = Vec::new();
-        for spec in &settings.inputs {
-            let tracks: &[Track] = if spec.has_audio() {
-                &[Track::Video, Track::Audio]
-            } else {
-                &[Track::Video]
-            };
-            let stream = Stream::new(spec.name.clone(), tracks);
-            streams.insert(spec.name.clone(), stream.clone());
-            inputs.push(fieldcast_capture::input::spawn(
-                spec.clone(),
-                settings.board.clone(),
-                stream,
-                input_events_tx.clone(),
-            ));
-        }
+        let streams = HashMap::new();
+        let inputs = BTreeMap::new();
         let http = reqwest::Client::builder()
             .user_agent(concat!("fieldcast/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
@@ -233,6 +224,7 @@ impl Controller {
             http,
             streams,
             inputs,
+            input_events_tx,
             pushes: BTreeMap::new(),
             stopping: HashMap::new(),
             vars: BTreeMap::new(),
@@ -258,6 +250,19 @@ impl Controller {
         if let Some(w) = store_warning {
             warn!("{w}");
         }
+        for spec in c.settings.inputs.clone() {
+            if !spec.template {
+                c.spawn_input(spec);
+            }
+        }
+        for name in c.persisted.streams.clone() {
+            match c.wildcard_spec(&name) {
+                Ok(spec) => c.spawn_input(spec),
+                Err(e) => {
+                    warn!(stream = %name, error = %e.message, "saved wildcard stream not started")
+                }
+            }
+        }
         for valid in c.settings.outputs.clone() {
             c.insert_push(valid, Origin::Config);
         }
@@ -278,6 +283,109 @@ impl Controller {
         }
         c.load_vars();
         c
+    }
+
+    fn spawn_input(&mut self, spec: InputSpec) {
+        let tracks: &[Track] = if spec.has_audio() {
+            &[Track::Video, Track::Audio]
+        } else {
+            &[Track::Video]
+        };
+        let stream = Stream::new(spec.name.clone(), tracks);
+        self.streams.insert(spec.name.clone(), stream.clone());
+        let handle = fieldcast_capture::input::spawn(
+            spec.clone(),
+            self.settings.board.clone(),
+            stream,
+            self.input_events_tx.clone(),
+        );
+        self.inputs.insert(spec.name, handle);
+    }
+
+    /// The input of wildcard stream `name` (`base+suffix`): the settings of
+    /// input `base` under its own name.
+    fn wildcard_spec(&self, name: &str) -> Result<InputSpec, ApiError> {
+        let (base, _) = name.split_once('+').ok_or_else(|| {
+            ApiError::field(
+                Code::InvalidArgument,
+                "name",
+                format!("'{name}' is not a wildcard stream (name+suffix)"),
+            )
+        })?;
+        let spec = self
+            .settings
+            .inputs
+            .iter()
+            .find(|i| i.name == base)
+            .ok_or_else(|| {
+                ApiError::field(
+                    Code::NotFound,
+                    "name",
+                    format!("'{base}' is not a configured input"),
+                )
+            })?;
+        let inst = spec
+            .instance(name)
+            .map_err(|e| ApiError::field(Code::InvalidArgument, "name", e.to_string()))?;
+        inst.validate("stream", &self.settings.board)
+            .map_err(|e| ApiError::from(ConfigError::from_capture(e)))?;
+        Ok(inst)
+    }
+
+    /// Creates the per-stream instances of pushes that serve wildcard
+    /// streams (`stream = "cam+"`), and removes those whose stream or
+    /// parent is gone. An instance is its parent's definition for one
+    /// stream, with its own state, output and history, as MistServer runs
+    /// one push per wildcard stream.
+    async fn sync_instances(&mut self) {
+        let mut want: BTreeMap<String, (String, String)> = BTreeMap::new();
+        for (id, p) in &self.pushes {
+            if p.origin == Origin::Wildcard || !p.def().stream.ends_with('+') {
+                continue;
+            }
+            for s in self.streams.keys() {
+                if s.contains('+') && stream_matches(&p.def().stream, s) {
+                    want.insert(format!("{id}@{s}"), (id.clone(), s.clone()));
+                }
+            }
+        }
+        let gone: Vec<String> = self
+            .pushes
+            .iter()
+            .filter(|(id, p)| p.origin == Origin::Wildcard && !want.contains_key(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            self.remove_push(&id).await;
+        }
+        for (iid, (parent, stream)) in want {
+            if self.pushes.contains_key(&iid) {
+                continue;
+            }
+            let p = &self.pushes[&parent];
+            let mut def = p.def().clone();
+            def.id = iid.clone();
+            def.stream = stream;
+            let schedule = p.schedule.clone();
+            let valid = ValidPush {
+                def,
+                schedule: p.valid.schedule.clone(),
+            };
+            self.pushes.insert(
+                iid.clone(),
+                Push {
+                    valid,
+                    origin: Origin::Wildcard,
+                    schedule,
+                    phase: Phase::Idle(Hold::Waiting("starting".into())),
+                    since: unix_now(),
+                    generation: 0,
+                    holds: 0,
+                },
+            );
+            self.history
+                .record(unix_now(), &iid, "added", format!("instance of {parent}"));
+        }
     }
 
     fn insert_push(&mut self, valid: ValidPush, origin: Origin) {
@@ -384,7 +492,13 @@ impl Controller {
                 }
                 cal.text = Some(text);
                 cal.error = None;
-                p.schedule = Some(Ok(schedule));
+                p.schedule = Some(Ok(schedule.clone()));
+                let prefix = format!("{}@", c.id);
+                for (iid, q) in self.pushes.iter_mut() {
+                    if q.origin == Origin::Wildcard && iid.starts_with(&prefix) {
+                        q.schedule = Some(Ok(schedule.clone()));
+                    }
+                }
             }
             Err(e) => {
                 let first = cal.error.as_ref() != Some(&e);
@@ -505,13 +619,10 @@ impl Controller {
             for (k, v) in vars::stream_parts(s) {
                 m.insert(k.into(), v);
             }
-            let base = s.split('+').next().unwrap_or(s);
             let status = self
                 .inputs
-                .iter()
-                .map(|i| i.status())
-                .find(|st| st.name == base)
-                .map(|st| input_state_name(&st.state).to_string())
+                .get(s)
+                .map(|i| input_state_name(&i.status().state).to_string())
                 .unwrap_or_else(|| "none".into());
             m.insert("input_status".into(), status);
         }
@@ -573,6 +684,7 @@ impl Controller {
     /// and should not is stopped.
     async fn schedule_pass(&mut self) {
         self.update_live_streams();
+        self.sync_instances().await;
         self.stopping.retain(|_, t| !t.is_finished());
         let now = unix_now() as i64;
         let clock = self.clock();
@@ -582,6 +694,25 @@ impl Controller {
                 continue;
             };
             let def = p.def();
+            if def.stream.ends_with('+') {
+                // A template: its instances run, one per wildcard stream.
+                let n = self
+                    .pushes
+                    .values()
+                    .filter(|q| {
+                        q.origin == Origin::Wildcard && q.def().id.starts_with(&format!("{id}@"))
+                    })
+                    .count();
+                let hold = Hold::Waiting(format!(
+                    "serves the wildcard streams {}*: {n} now",
+                    def.stream
+                ));
+                if !matches!(&p.phase, Phase::Idle(h) if *h == hold) {
+                    let p = self.pushes.get_mut(&id).expect("present");
+                    p.set_phase(Phase::Idle(hold));
+                }
+                continue;
+            }
             let lookup = self.lookup(Some(&def.stream), Some(&id), &clock);
             let schedule = p
                 .schedule
@@ -648,7 +779,7 @@ impl Controller {
     fn update_live_streams(&mut self) {
         let live: BTreeSet<String> = self
             .inputs
-            .iter()
+            .values()
             .map(|i| i.status())
             .filter(|s| matches!(s.state, InputState::Running))
             .map(|s| s.name)
@@ -936,7 +1067,8 @@ impl Controller {
         for (_, t) in self.stopping.drain() {
             let _ = t.await;
         }
-        futures::future::join_all(self.inputs.drain(..).map(InputHandle::stop)).await;
+        let inputs = std::mem::take(&mut self.inputs);
+        futures::future::join_all(inputs.into_values().map(InputHandle::stop)).await;
         self.send(
             self.topics.status(),
             QoS::AtLeastOnce,
@@ -1128,12 +1260,24 @@ impl Controller {
                     self.save(self.persisted.without(&id)).await?;
                     return Ok(json!({"changed": true}));
                 }
-                if self.find(&id)?.origin == Origin::Config {
-                    return Err(ApiError::field(
-                        Code::ReadOnly,
-                        "id",
-                        format!("'{id}' is an output of the config file; stop it instead"),
-                    ));
+                match self.find(&id)?.origin {
+                    Origin::Config => {
+                        return Err(ApiError::field(
+                            Code::ReadOnly,
+                            "id",
+                            format!("'{id}' is an output of the config file; stop it instead"),
+                        ));
+                    }
+                    Origin::Wildcard => {
+                        return Err(ApiError::field(
+                            Code::ReadOnly,
+                            "id",
+                            format!(
+                                "'{id}' is an instance for a wildcard stream; stop it, or remove its parent"
+                            ),
+                        ));
+                    }
+                    Origin::Mqtt => {}
                 }
                 self.save(self.persisted.without(&id)).await?;
                 self.remove_push(&id).await;
@@ -1197,9 +1341,99 @@ impl Controller {
                 schedule,
                 count,
             } => self.schedule_preview(id, schedule, count),
+            Command::StreamStart { name } => self.stream_start(name).await,
+            Command::StreamStop { name } => self.stream_stop(name).await,
+            Command::StreamList => Ok(self.stream_list()),
             Command::ConfigExport => Ok(self.export()),
             Command::ConfigImport(layer) => self.import(*layer).await,
         }
+    }
+
+    /// Starts wildcard stream `name` (`base+suffix`) with the settings of
+    /// input `base`, and remembers it across restarts.
+    async fn stream_start(&mut self, name: String) -> Result<Value, ApiError> {
+        if self.streams.contains_key(&name) {
+            return Ok(json!({"changed": false, "stream": name}));
+        }
+        let spec = self.wildcard_spec(&name)?;
+        let mut next = self.persisted.clone();
+        next.streams.push(name.clone());
+        self.save(next).await?;
+        info!(stream = %name, source = ?spec.video, "starting wildcard stream");
+        self.spawn_input(spec);
+        self.config_changed("stream.start", json!([name]));
+        Ok(json!({"changed": true, "stream": name}))
+    }
+
+    async fn stream_stop(&mut self, name: String) -> Result<Value, ApiError> {
+        if !name.contains('+') {
+            let known = self.streams.contains_key(&name);
+            return Err(ApiError::field(
+                if known {
+                    Code::ReadOnly
+                } else {
+                    Code::NotFound
+                },
+                "name",
+                format!("'{name}' is not a wildcard stream (configured inputs run always)"),
+            ));
+        }
+        if !self.streams.contains_key(&name) {
+            return Ok(json!({"changed": false, "stream": name}));
+        }
+        let mut next = self.persisted.clone();
+        next.streams.retain(|s| *s != name);
+        self.save(next).await?;
+        // Its pushes stop first (they would report the stream closing as a
+        // failure), then the input.
+        let serving: Vec<String> = self
+            .pushes
+            .iter()
+            .filter(|(_, p)| p.def().stream == name && p.handle().is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in serving {
+            let why = format!("stream {name} was stopped");
+            let phase = if self.pushes[&id].def().kind == PushKind::Push {
+                Phase::Ended(why.clone())
+            } else {
+                Phase::Idle(Hold::Waiting(why.clone()))
+            };
+            self.end_push(&id, phase, &why).await;
+        }
+        self.streams.remove(&name);
+        if let Some(h) = self.inputs.remove(&name) {
+            h.stop().await;
+        }
+        self.config_changed("stream.stop", json!([name]));
+        Ok(json!({"changed": true, "stream": name}))
+    }
+
+    fn stream_list(&self) -> Value {
+        let list: Vec<Value> = self
+            .settings
+            .inputs
+            .iter()
+            .map(|i| (i.name.clone(), i.template))
+            .chain(
+                self.streams
+                    .keys()
+                    .filter(|s| s.contains('+'))
+                    .map(|s| (s.clone(), false)),
+            )
+            .map(|(name, template)| {
+                let (base, wildcard) = name.split_once('+').unwrap_or((&name, ""));
+                json!({
+                    "name": name,
+                    "base": base,
+                    "wildcard": (!wildcard.is_empty()).then_some(wildcard),
+                    "template": template,
+                    "running": self.inputs.contains_key(&name),
+                    "live": self.live_streams.contains(&name),
+                })
+            })
+            .collect();
+        Value::Array(list)
     }
 
     async fn push_add(&mut self, def: PushDef) -> Result<Value, ApiError> {
@@ -1246,6 +1480,16 @@ impl Controller {
     /// nothing else is touched.
     async fn push_update(&mut self, def: PushDef) -> Result<Value, ApiError> {
         let existing = self.find(&def.id)?;
+        if existing.origin == Origin::Wildcard {
+            return Err(ApiError::field(
+                Code::ReadOnly,
+                "id",
+                format!(
+                    "'{}' is an instance for a wildcard stream; change its parent",
+                    def.id
+                ),
+            ));
+        }
         if existing.origin == Origin::Config {
             return Err(ApiError::field(
                 Code::ReadOnly,
@@ -1275,6 +1519,16 @@ impl Controller {
     async fn replace_push(&mut self, valid: ValidPush) {
         let id = valid.def.id.clone();
         let origin = self.pushes.get(&id).map_or(Origin::Mqtt, |p| p.origin);
+        // Its instances follow the new definition: made again next pass.
+        let instances: Vec<String> = self
+            .pushes
+            .iter()
+            .filter(|(iid, p)| p.origin == Origin::Wildcard && iid.starts_with(&format!("{id}@")))
+            .map(|(iid, _)| iid.clone())
+            .collect();
+        for iid in instances {
+            self.remove_push(&iid).await;
+        }
         if self.pushes.get(&id).is_some_and(|p| p.handle().is_some()) {
             self.end_push(
                 &id,
@@ -1290,6 +1544,15 @@ impl Controller {
     }
 
     async fn remove_push(&mut self, id: &str) {
+        let instances: Vec<String> = self
+            .pushes
+            .iter()
+            .filter(|(iid, p)| p.origin == Origin::Wildcard && iid.starts_with(&format!("{id}@")))
+            .map(|(iid, _)| iid.clone())
+            .collect();
+        for iid in instances {
+            Box::pin(self.remove_push(&iid)).await;
+        }
         if self.pushes.get(id).is_some_and(|p| p.handle().is_some()) {
             self.end_push(id, Phase::Idle(Hold::Stopped("removed".into())), "removed")
                 .await;
@@ -1594,11 +1857,30 @@ impl Controller {
                 ));
             }
         }
+        let mut stream_names = BTreeSet::new();
+        for (i, name) in layer.streams.iter().enumerate() {
+            self.wildcard_spec(name).map_err(|e| ApiError {
+                field: Some(format!("config.streams[{i}]")),
+                message: format!(
+                    "config.streams[{i}]: {}",
+                    e.message.trim_start_matches("name: ")
+                ),
+                ..e
+            })?;
+            if !stream_names.insert(name.clone()) {
+                return Err(ApiError::field(
+                    Code::InvalidArgument,
+                    format!("config.streams[{i}]"),
+                    format!("'{name}' is listed twice"),
+                ));
+            }
+        }
         for (id, _) in layer.running.iter() {
-            if !ids.contains(id)
+            let parent = id.split('@').next().unwrap_or(id);
+            if !ids.contains(parent)
                 && !self
                     .pushes
-                    .get(id)
+                    .get(parent)
                     .is_some_and(|p| p.origin == Origin::Config)
             {
                 return Err(ApiError::field(
@@ -1660,6 +1942,25 @@ impl Controller {
                 "stopped by import",
             )
             .await;
+        }
+        // Wildcard streams: the ones no longer listed stop, new ones start.
+        let running_wild: Vec<String> = self
+            .streams
+            .keys()
+            .filter(|s| s.contains('+'))
+            .cloned()
+            .collect();
+        for name in running_wild {
+            if !stream_names.contains(&name) {
+                let _ = self.stream_stop(name).await;
+            }
+        }
+        for name in stream_names {
+            if !self.streams.contains_key(&name)
+                && let Ok(spec) = self.wildcard_spec(&name)
+            {
+                self.spawn_input(spec);
+            }
         }
         self.load_vars();
         self.config_changed(
@@ -1760,7 +2061,7 @@ impl Controller {
     fn state(&self) -> Value {
         let inputs: Vec<Value> = self
             .inputs
-            .iter()
+            .values()
             .map(|i| serde_json::to_value(i.status()).unwrap_or(Value::Null))
             .collect();
         let outputs: Vec<Value> = self.pushes.values().map(|p| self.push_view(p)).collect();
@@ -1776,7 +2077,7 @@ impl Controller {
         };
         let healthy = self
             .inputs
-            .iter()
+            .values()
             .all(|i| matches!(i.status().state, InputState::Running))
             && self.pushes.values().all(healthy_push);
         json!({

@@ -54,8 +54,13 @@ fn main() -> ExitCode {
     if args.check {
         for input in &settings.inputs {
             println!(
-                "input {}: {}",
+                "input {}{}: {}",
                 input.name,
+                if input.template {
+                    " (template of wildcard streams; runs as name+suffix)"
+                } else {
+                    ""
+                },
                 fieldcast_capture::describe::pipeline(input, &settings.board)
             );
         }

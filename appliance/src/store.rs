@@ -42,6 +42,9 @@ pub struct Persisted {
     /// Trigger handlers set over MQTT (in addition to the config's).
     #[serde(default)]
     pub triggers: Vec<HandlerDef>,
+    /// Wildcard streams (`name+suffix`) started over MQTT.
+    #[serde(default)]
+    pub streams: Vec<String>,
 }
 
 /// What an operator manages over MQTT, as `config.export` gives it and
@@ -57,6 +60,8 @@ pub struct Layer {
     pub triggers: Vec<HandlerDef>,
     #[serde(default)]
     pub running: BTreeMap<String, bool>,
+    #[serde(default)]
+    pub streams: Vec<String>,
 }
 
 impl Persisted {
@@ -66,6 +71,7 @@ impl Persisted {
             variables: self.variables.clone(),
             triggers: self.triggers.clone(),
             running: self.running.clone(),
+            streams: self.streams.clone(),
         }
     }
 
@@ -76,6 +82,7 @@ impl Persisted {
             running: l.running,
             variables: l.variables,
             triggers: l.triggers,
+            streams: l.streams,
         }
     }
 

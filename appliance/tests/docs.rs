@@ -43,6 +43,9 @@ async fn docs_examples_all_work() {
         "trigger.list",
         "trigger.set",
         "schedule.preview",
+        "stream.start",
+        "stream.stop",
+        "stream.list",
         "config.export",
         "config.import",
     ] {

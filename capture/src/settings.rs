@@ -12,6 +12,11 @@ use crate::error::Error;
 pub struct InputSpec {
     /// The stream name outputs refer to.
     pub name: String,
+    /// Only a template for wildcard streams (`name+suffix`, started over
+    /// MQTT): `name` itself does not run. Device paths of a template may
+    /// hold `$wildcard` (the suffix), e.g. `/dev/video$wildcard`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub template: bool,
     #[serde(default)]
     pub video: VideoSource,
     #[serde(default)]
@@ -94,8 +99,9 @@ impl Default for AudioSource {
     }
 }
 
+/// Fields left out take the defaults (1280x720, 30 fps, 3000 kbit/s, …).
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct EncodeSettings {
     pub width: u32,
     pub height: u32,
@@ -210,6 +216,42 @@ impl InputSpec {
         !matches!(self.audio, AudioSource::None)
     }
 
+    /// The wildcard stream `stream` (`name+suffix`) of this input: the same
+    /// settings under its own name, with `$wildcard` (the suffix),
+    /// `$basename` and `$stream` in its device paths filled in.
+    pub fn instance(&self, stream: &str) -> Result<InputSpec, Error> {
+        let suffix = stream
+            .strip_prefix(&self.name)
+            .and_then(|s| s.strip_prefix('+'))
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Error::Invalid {
+                field: "name".into(),
+                reason: format!("'{stream}' is not a wildcard stream of {}", self.name),
+            })?;
+        check_name("name", suffix)?;
+        let fill = |text: &str| {
+            // Longest names first: `$stream` must not eat `$stre…`.
+            text.replace("${wildcard}", suffix)
+                .replace("$wildcard", suffix)
+                .replace("${basename}", &self.name)
+                .replace("$basename", &self.name)
+                .replace("${stream}", stream)
+                .replace("$stream", stream)
+        };
+        let mut out = self.clone();
+        out.name = stream.to_string();
+        out.template = false;
+        match &mut out.video {
+            VideoSource::V4l2 { device } => *device = fill(device),
+            VideoSource::TestPattern { pattern, .. } => *pattern = fill(pattern),
+            VideoSource::Decklink { .. } => {}
+        }
+        if let AudioSource::Alsa { device } = &mut out.audio {
+            *device = fill(device);
+        }
+        Ok(out)
+    }
+
     /// Checks values against the board's limits. `at` is the field path of
     /// this input in the config (`inputs[0]`).
     pub fn validate(&self, at: &str, board: &BoardProfile) -> Result<(), Error> {
@@ -217,7 +259,18 @@ impl InputSpec {
             field: format!("{at}.{field}"),
             reason,
         };
-        check_name(&format!("{at}.name"), &self.name)?;
+        // A wildcard stream (`name+suffix`) is two names joined.
+        for part in self.name.splitn(2, '+') {
+            check_name(&format!("{at}.name"), part).map_err(|_| {
+                invalid(
+                    "name",
+                    format!(
+                        "'{}' is not a valid name (1 to 64 of a-z, A-Z, 0-9, '-', '_', '.'; a wildcard stream is name+suffix)",
+                        self.name
+                    ),
+                )
+            })?;
+        }
         let e = &self.encode;
         let l = &board.limits;
         // Even sizes: 4:2:0 chroma halves both dimensions.
@@ -289,10 +342,12 @@ impl InputSpec {
                     format!("'{connection}' is not a DeckLink connection (sdi, hdmi, auto, …)"),
                 ));
             }
+            // A template's `$wildcard` is checked in each instance.
             VideoSource::TestPattern { pattern, .. }
-                if !pattern
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-') =>
+                if (!self.template || !pattern.contains('$'))
+                    && !pattern
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-') =>
             {
                 return Err(invalid(
                     "video.pattern",
@@ -323,6 +378,37 @@ impl InputSpec {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn wildcard_instances_fill_in_their_suffix() {
+        let spec: InputSpec = toml::from_str(
+            "name = \"cam\"\ntemplate = true\nvideo = { source = \"v4l2\", device = \"/dev/video$wildcard\" }\naudio = { source = \"alsa\", device = \"hw:${wildcard}\" }\n[encode]\nwidth = 640\n",
+        )
+        .unwrap();
+        assert_eq!(
+            spec.encode.height, 720,
+            "left-out encode fields take defaults"
+        );
+        let i = spec.instance("cam+2").unwrap();
+        assert_eq!(i.name, "cam+2");
+        assert!(!i.template);
+        assert_eq!(
+            i.video,
+            VideoSource::V4l2 {
+                device: "/dev/video2".into()
+            }
+        );
+        assert_eq!(
+            i.audio,
+            AudioSource::Alsa {
+                device: "hw:2".into()
+            }
+        );
+        assert!(spec.instance("cam").is_err());
+        assert!(spec.instance("cam+").is_err());
+        assert!(spec.instance("camera+1").is_err());
+        assert!(spec.instance("cam+a b").is_err());
+    }
+
     use super::*;
 
     fn parse(text: &str) -> Result<InputSpec, String> {
