@@ -187,6 +187,8 @@ pub struct Controller {
     last_telemetry: Option<(Instant, HashMap<String, u64>)>,
     /// The MQTT session is up.
     online: bool,
+    /// The config file, read again on SIGHUP.
+    config_path: Option<std::path::PathBuf>,
 }
 
 impl Controller {
@@ -246,6 +248,7 @@ impl Controller {
             last_push_states: HashMap::new(),
             last_telemetry: None,
             online: false,
+            config_path: None,
         };
         if let Some(w) = store_warning {
             warn!("{w}");
@@ -283,6 +286,12 @@ impl Controller {
         }
         c.load_vars();
         c
+    }
+
+    /// Where the config came from, so SIGHUP can read it again.
+    pub fn with_config_path(mut self, path: std::path::PathBuf) -> Self {
+        self.config_path = Some(path);
+        self
     }
 
     fn spawn_input(&mut self, spec: InputSpec) {
@@ -927,6 +936,101 @@ impl Controller {
         );
     }
 
+    /// Reads the config file again (SIGHUP, as `systemctl reload` sends)
+    /// and applies what can change live, by difference: config outputs
+    /// added, changed (only those restart) or removed, variables, trigger
+    /// handlers and the scheduler's settings. Inputs, the board and the
+    /// MQTT session need a restart; a change there is reported, not
+    /// applied. A config that does not validate changes nothing.
+    async fn reload(&mut self) {
+        let Some(path) = self.config_path.clone() else {
+            return;
+        };
+        let new = match crate::config::Config::load(&path) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "config not reloaded");
+                self.publish_event(json!({"event": "config_reload_failed", "field": e.field, "error": e.to_string()}));
+                return;
+            }
+        };
+        let mut needs_restart = Vec::new();
+        if new.inputs != self.settings.inputs {
+            needs_restart.push("inputs");
+        }
+        if new.board.board.name != self.settings.board.board.name
+            || new.device.board_file != self.settings.device.board_file
+        {
+            needs_restart.push("device.board");
+        }
+        if new.device.id != self.settings.device.id
+            || new.device.groups != self.settings.device.groups
+            || new.device.data_dir != self.settings.device.data_dir
+            || new.device.timezone != self.settings.device.timezone
+        {
+            needs_restart.push("device");
+        }
+        if format!("{:?}{:?}", new.mqtt, new.broker)
+            != format!("{:?}{:?}", self.settings.mqtt, self.settings.broker)
+            || new.mqtt.password != self.settings.mqtt.password
+        {
+            needs_restart.push("mqtt");
+        }
+        let old: BTreeMap<String, PushDef> = self
+            .settings
+            .outputs
+            .iter()
+            .map(|v| (v.def.id.clone(), v.def.clone()))
+            .collect();
+        let (mut added, mut updated, mut removed) = (vec![], vec![], vec![]);
+        for id in old.keys() {
+            if !new.outputs.iter().any(|v| v.def.id == *id) {
+                self.remove_push(id).await;
+                removed.push(id.clone());
+            }
+        }
+        for v in new.outputs.clone() {
+            let id = v.def.id.clone();
+            match old.get(&id) {
+                Some(d) if *d == v.def => {}
+                Some(_) => {
+                    self.replace_push(v).await;
+                    updated.push(id);
+                }
+                None => {
+                    if self
+                        .pushes
+                        .get(&id)
+                        .is_some_and(|p| p.origin == Origin::Mqtt)
+                    {
+                        warn!(push = %id, "a new config output has the id of a push added over MQTT; the config wins");
+                        self.remove_push(&id).await;
+                    }
+                    self.insert_push(v, Origin::Config);
+                    added.push(id);
+                }
+            }
+        }
+        self.limiter = StartLimiter::new(new.pushes.max_starts_per_s);
+        self.settings.outputs = new.outputs;
+        self.settings.variables = new.variables;
+        self.settings.triggers = new.triggers;
+        self.settings.pushes = new.pushes;
+        self.settings.control = new.control;
+        self.load_vars();
+        info!(
+            ?added,
+            ?updated,
+            ?removed,
+            ?needs_restart,
+            "config reloaded"
+        );
+        self.config_changed(
+            "reload",
+            json!({"added": added, "updated": updated, "removed": removed, "needs_restart": needs_restart}),
+        );
+    }
+
     /// Stops a running push (its output drains in the background), fires
     /// `push_end`, and moves it to `next`.
     async fn end_push(&mut self, id: &str, next: Phase, reason: &str) {
@@ -997,6 +1101,8 @@ impl Controller {
         telemetry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .expect("SIGHUP handler");
         self.trigger(
             Trigger::SystemStart,
             None,
@@ -1048,6 +1154,11 @@ impl Controller {
                 _ = telemetry_tick.tick() => self.publish_telemetry(),
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
+                _ = hup.recv() => {
+                    self.reload().await;
+                    self.schedule_pass().await;
+                    self.publish_state();
+                }
             }
         }
         info!("shutting down");

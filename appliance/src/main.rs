@@ -131,7 +131,8 @@ fn main() -> ExitCode {
             Some((rx, w)) => (Some(rx), Some(w)),
             None => (None, None),
         };
-        let c = controller::Controller::start(settings, client, store, persisted, warning);
+        let c = controller::Controller::start(settings, client, store, persisted, warning)
+            .with_config_path(args.config.clone());
         c.run(incoming, up, net_rx).await;
         ExitCode::SUCCESS
     })

@@ -1072,3 +1072,87 @@ target = "srt://127.0.0.1:{port}?streamid=$stream"
     assert!(rig.push("each@cam+smpte").is_none());
     assert_eq!(rig.saved()["streams"], serde_json::json!(["cam+ball"]));
 }
+
+/// SIGHUP (`systemctl reload`) reads the config file again: a changed
+/// output restarts, the others keep their connection, a removed one stops,
+/// and a config that does not validate changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_reload_restarts_only_the_changed_output() {
+    let _g = serial().await;
+    let (pa, pb) = (free_port(), free_port());
+    let outputs = |latency: u32, with_b: bool| {
+        let mut t = format!(
+            "[[outputs]]\nid = \"a\"\nstream = \"main\"\ntarget = \"srt://127.0.0.1:{pa}?latency={latency}\"\n"
+        );
+        if with_b {
+            t.push_str(&format!(
+                "[[outputs]]\nid = \"b\"\nstream = \"main\"\ntarget = \"srt://127.0.0.1:{pb}\"\n"
+            ));
+        }
+        t
+    };
+    let mut rig = Rig::start(DEV, &outputs(120, true)).await;
+    let _ra = srt_receiver(pa, None, &rig.path("a.ts"));
+    let _rb = srt_receiver(pb, None, &rig.path("b.ts"));
+    rig.wait_history("a", "live", 1).await;
+    rig.wait_history("b", "live", 1).await;
+    let cfg = rig.config_text();
+
+    // Broken: nothing changes, and the event says where.
+    std::fs::write(
+        &rig.daemon.config,
+        cfg.replace("latency=120", "latency=120&bogus=1"),
+    )
+    .unwrap();
+    rig.daemon.proc.signal("HUP");
+    rig.mqtt
+        .wait_for("config_reload_failed", Duration::from_secs(10), |m| {
+            m.events(&format!("fieldcast/{DEV}/events"))
+                .iter()
+                .any(|e| e["event"] == "config_reload_failed" && e["field"] == "outputs[0].target")
+        })
+        .await;
+
+    std::fs::write(
+        &rig.daemon.config,
+        cfg.replace("latency=120", "latency=300"),
+    )
+    .unwrap();
+    rig.daemon.proc.signal("HUP");
+    rig.wait_history("a", "live", 2).await;
+    let b = rig.history("b").await;
+    assert_eq!(
+        b.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+        ["start", "live"],
+        "b was touched: {b:?}"
+    );
+    let events = rig.mqtt.events(&rig.topic("events"));
+    let reload = events
+        .iter()
+        .find(|e| e["event"] == "config_changed" && e["change"] == "reload")
+        .unwrap();
+    assert_eq!(
+        reload["ids"]["updated"],
+        serde_json::json!(["a"]),
+        "{reload}"
+    );
+
+    // b removed from the file: it stops and is gone.
+    let without_b = cfg.replace(&outputs(120, true), &outputs(300, false));
+    assert_ne!(without_b, cfg);
+    std::fs::write(&rig.daemon.config, without_b).unwrap();
+    rig.daemon.proc.signal("HUP");
+    rig.mqtt
+        .wait_for("b to go", Duration::from_secs(10), |m| {
+            m.push_state(DEV, "b").is_none()
+        })
+        .await;
+    assert_eq!(
+        rig.history("a")
+            .await
+            .iter()
+            .filter(|e| e.0 == "start")
+            .count(),
+        2
+    );
+}
