@@ -2003,7 +2003,12 @@ impl Controller {
         }
         let next = Persisted::from_layer(layer);
         if next == self.persisted {
-            return Ok(json!({"changed": false}));
+            let ids: Vec<&String> = next.pushes.iter().map(|d| &d.id).collect();
+            return Ok(json!({
+                "changed": false,
+                "added": [], "updated": [], "removed": [],
+                "unchanged": ids,
+            }));
         }
         let before: BTreeMap<String, PushDef> = self
             .persisted

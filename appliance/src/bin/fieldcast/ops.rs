@@ -31,7 +31,7 @@ pub enum Outcome {
 enum Show {
     /// Read for its command: tables, lines.
     Result,
-    /// As indented JSON: `cmd`, and exports meant to be imported again.
+    /// The whole result as indented JSON: `cmd`.
     Json,
 }
 
@@ -186,11 +186,9 @@ fn plan(command: &Command) -> Result<Plan, CliError> {
             })?;
             req(t.to.addressee()?, "trigger.set", Value::Object(args))
         }
-        Command::Config(ConfigCmd::Export { device: d }) => Ok(Plan::Request(
-            device(d)?,
-            Request::new("config.export", json!({})),
-            Show::Json,
-        )),
+        Command::Config(ConfigCmd::Export { device: d }) => {
+            req(device(d)?, "config.export", json!({}))
+        }
         Command::Config(ConfigCmd::Import { device: d, file }) => {
             let text = read(file)?;
             let config: Value = serde_json::from_str(&text)
@@ -227,7 +225,10 @@ fn plan(command: &Command) -> Result<Plan, CliError> {
 
 /// A successful result, for people.
 fn human(req: &Request, show: Show, result: &Value, tz: &TimeZone) -> String {
-    if req.command == "config.export"
+    // `config export` (not `cmd … config.export`, which prints the whole
+    // result, `secrets` included).
+    if show == Show::Result
+        && req.command == "config.export"
         && let Some(config) = result.get("config")
     {
         // What `config import` takes, so `export > f; import f` works.
@@ -503,6 +504,26 @@ mod tests {
             _ => panic!(),
         }
         assert!(planned(&["cmd", "e", "a/b"]).is_err());
+    }
+
+    #[test]
+    fn exports_print_what_imports_take() {
+        let result = json!({"secrets": false, "config": {"pushes": [], "running": {}}});
+        let tz = TimeZone::UTC;
+        // `config export`: the part `config import` takes.
+        let Plan::Request(_, req, show) = planned(&["config", "export", "e"]).unwrap() else {
+            panic!()
+        };
+        let shown: Value = serde_json::from_str(&human(&req, show, &result, &tz)).unwrap();
+        assert_eq!(shown, result["config"]);
+        // `cmd`: the whole result, as for any command.
+        let Plan::Request(_, req, show) = planned(&["cmd", "e", "config.export"]).unwrap() else {
+            panic!()
+        };
+        let shown: Value = serde_json::from_str(&human(&req, show, &result, &tz)).unwrap();
+        assert_eq!(shown, result);
+        // Both import.
+        assert_eq!(importable(shown), result["config"]);
     }
 
     #[test]
