@@ -1184,3 +1184,34 @@ async fn group_commands_reach_every_real_device() {
         "{r}"
     );
 }
+
+/// `streams`, `stream start` and `stream stop`: a wildcard stream of a
+/// template input started from the CLI runs on the device and is listed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wildcard_streams_from_the_cli() {
+    let _g = serial().await;
+    let rig = Rig::start(
+        DEV,
+        "[[inputs]]\nname = \"cam\"\ntemplate = true\nvideo = { source = \"test-pattern\", pattern = \"$wildcard\", clock_overlay = false }\naudio = { source = \"none\" }\nencode = { width = 320, height = 180, framerate = 15, bitrate_kbps = 300, gop_frames = 15 }\n",
+    )
+    .await;
+    let port = rig.broker.port;
+    let r = ok(port, &["stream", "start", DEV, "cam+ball"]).await;
+    assert_eq!(r.stdout.trim(), "cam+ball: started", "{r}");
+    let r = ok(port, &["stream", "start", DEV, "cam+ball"]).await;
+    assert_eq!(r.stdout.trim(), "cam+ball: unchanged", "{r}");
+    rig.wait_stream_live("cam+ball").await;
+    let r = ok(port, &["streams", DEV]).await;
+    assert_eq!(
+        row(&r, "cam+ball"),
+        ["cam+ball", "wildcard", "of", "cam", "yes", "yes"],
+        "{r}"
+    );
+    assert_eq!(row(&r, "cam"), ["cam", "template", "no", "no"], "{r}");
+    let r = run(port, &["stream", "start", DEV, "cam"]).await;
+    assert_eq!(r.code, 1, "{r}");
+    assert!(r.stderr.contains("invalid_argument"), "{r}");
+    let r = ok(port, &["stream", "stop", DEV, "cam+ball"]).await;
+    assert_eq!(r.stdout.trim(), "cam+ball: stopped", "{r}");
+    assert_eq!(rig.saved()["streams"], serde_json::json!([]));
+}

@@ -112,6 +112,11 @@ pub enum Command {
     /// Set or remove a variable.
     #[command(subcommand)]
     Var(VarCmd),
+    /// The device's streams, wildcard streams included (stream.list).
+    Streams(To),
+    /// Start or stop a wildcard stream (name+suffix).
+    #[command(subcommand)]
+    Stream(StreamCmd),
     /// The device's triggers (trigger.list).
     Triggers(To),
     /// Define a trigger.
@@ -318,6 +323,22 @@ pub enum VarCmd {
                                 fieldcast var remove [OPTIONS] --group <G> <NAME>"
     )]
     Remove(Words),
+}
+
+#[derive(Subcommand)]
+pub enum StreamCmd {
+    /// Start a wildcard stream (stream.start): `stream start DEVICE cam+2`.
+    #[command(
+        override_usage = "fieldcast stream start [OPTIONS] <DEVICE> <NAME>\n       \
+                                fieldcast stream start [OPTIONS] --group <G> <NAME>"
+    )]
+    Start(Words),
+    /// Stop a wildcard stream (stream.stop).
+    #[command(
+        override_usage = "fieldcast stream stop [OPTIONS] <DEVICE> <NAME>\n       \
+                                fieldcast stream stop [OPTIONS] --group <G> <NAME>"
+    )]
+    Stop(Words),
 }
 
 #[derive(Subcommand)]

@@ -8,7 +8,7 @@ use jiff::tz::TimeZone;
 use serde_json::{Map, Value, json};
 
 use crate::broker::Broker;
-use crate::cli::{Cli, Command, ConfigCmd, PushCmd, Raw, TriggerCmd, VarCmd};
+use crate::cli::{Cli, Command, ConfigCmd, PushCmd, Raw, StreamCmd, TriggerCmd, VarCmd};
 use crate::error::CliError;
 use crate::fleet;
 use crate::render;
@@ -179,6 +179,15 @@ fn plan(command: &Command) -> Result<Plan, CliError> {
             let (to, words) = w.split(&["NAME"], 1)?;
             req(to, "var.remove", json!({"name": words[0]}))
         }
+        Command::Streams(to) => req(to.addressee()?, "stream.list", json!({})),
+        Command::Stream(StreamCmd::Start(w)) => {
+            let (to, words) = w.split(&["NAME"], 1)?;
+            req(to, "stream.start", json!({"name": words[0]}))
+        }
+        Command::Stream(StreamCmd::Stop(w)) => {
+            let (to, words) = w.split(&["NAME"], 1)?;
+            req(to, "stream.stop", json!({"name": words[0]}))
+        }
         Command::Triggers(to) => req(to.addressee()?, "trigger.list", json!({})),
         Command::Trigger(TriggerCmd::Set(t)) => {
             let args = object_from(&t.raw)?.ok_or_else(|| {
@@ -254,6 +263,8 @@ fn human(req: &Request, show: Show, result: &Value, tz: &TimeZone) -> String {
         "schedule.preview" => render::windows(result, tz),
         "var.list" => render::vars(result, tz),
         "var.set" | "var.remove" => render::var_change(&req.command, &req.args, result),
+        "stream.list" => render::streams(result),
+        "stream.start" | "stream.stop" => render::stream_change(&req.command, result),
         "state.get" => render::state(result, None, tz),
         _ => render::generic(result, tz),
     }

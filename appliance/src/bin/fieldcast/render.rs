@@ -510,6 +510,46 @@ pub fn vars(result: &Value, tz: &TimeZone) -> String {
 /// object, a table for a list of objects, indented JSON otherwise. Fields
 /// that hold times (`ts`, `since`, `at`, `start`, `end`, `retry_at`) are
 /// shown as local times.
+/// `stream.list`: one row per stream.
+pub fn streams(result: &Value) -> String {
+    let Some(list) = result.as_array() else {
+        return result.to_string();
+    };
+    let yes_no = |v: &Value| match v.as_bool() {
+        Some(true) => "yes".to_string(),
+        Some(false) => "no".to_string(),
+        None => "-".to_string(),
+    };
+    let rows: Vec<Vec<String>> = list
+        .iter()
+        .map(|s| {
+            vec![
+                cell(&s["name"]),
+                if s["template"] == true {
+                    "template".into()
+                } else if s["wildcard"].is_string() {
+                    format!("wildcard of {}", cell(&s["base"]))
+                } else {
+                    "input".into()
+                },
+                yes_no(&s["running"]),
+                yes_no(&s["live"]),
+            ]
+        })
+        .collect();
+    table(&["STREAM", "KIND", "RUNNING", "LIVE"], &rows)
+}
+
+/// `stream.start` / `stream.stop`: what happened to the stream.
+pub fn stream_change(command: &str, result: &Value) -> String {
+    let name = result["stream"].as_str().unwrap_or("?");
+    match (command, result["changed"].as_bool()) {
+        (_, Some(false)) => format!("{name}: unchanged"),
+        ("stream.start", _) => format!("{name}: started"),
+        _ => format!("{name}: stopped"),
+    }
+}
+
 pub fn generic(v: &Value, tz: &TimeZone) -> String {
     let scalar = |v: &Value| !v.is_object() && !v.is_array();
     let show = |key: &str, v: &Value| {
@@ -726,6 +766,22 @@ mod tests {
         let args = json!({"name": "mode", "value": "on-air"});
         let r = json!({"changed": true, "variable": {"source": "static", "value": "on-air"}});
         assert_eq!(var_change("var.set", &args, &r), "mode: set to on-air");
+        let list = serde_json::json!([
+            {"name": "cam", "base": "cam", "wildcard": null, "template": true, "running": false, "live": false},
+            {"name": "cam+2", "base": "cam", "wildcard": "2", "template": false, "running": true, "live": true}
+        ]);
+        let t = streams(&list);
+        assert!(
+            t.contains("cam+2") && t.contains("wildcard of cam") && t.contains("template"),
+            "{t}"
+        );
+        assert_eq!(
+            stream_change(
+                "stream.start",
+                &serde_json::json!({"changed": true, "stream": "cam+2"})
+            ),
+            "cam+2: started"
+        );
         let r = json!({"changed": false});
         assert_eq!(var_change("var.set", &args, &r), "mode: unchanged");
         let r = json!({"changed": true});
