@@ -153,18 +153,32 @@ fn args<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, ApiError> {
             "payload must be a JSON object",
         ));
     }
-    serde_json::from_value(value).map_err(|e| {
-        let msg = e.to_string();
-        // serde names the field in backquotes: lift it into `field`.
-        let field = msg
-            .split('`')
-            .nth(1)
-            .map(str::to_string)
-            .filter(|f| !f.is_empty());
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        // The path to the value at fault (`schedule.windows[0].rrule`); for
+        // an unknown or missing field serde names it in backquotes.
+        let path = e.path().to_string();
+        let msg = e.inner().to_string();
+        let named = ["unknown field `", "missing field `"]
+            .iter()
+            .find_map(|p| msg.strip_prefix(p))
+            .and_then(|r| r.split('`').next())
+            .map(str::to_string);
+        // An unknown field is the last step of the path already; a missing
+        // one is not (the path ends at its parent).
+        let field = match (path.as_str(), named) {
+            (".", Some(n)) => Some(n),
+            (".", None) => None,
+            (p, Some(n)) if p == n || p.ends_with(&format!(".{n}")) => Some(p.to_string()),
+            (p, Some(n)) => Some(format!("{p}.{n}")),
+            (p, None) => Some(p.to_string()),
+        };
         ApiError {
             code: Code::InvalidArgument,
+            message: match &field {
+                Some(f) => format!("{f}: {msg}"),
+                None => msg,
+            },
             field,
-            message: msg,
         }
     })
 }
@@ -334,6 +348,23 @@ mod tests {
         assert_eq!(e.field.as_deref(), Some("target"));
         let e = parse("push.stop", br#"{"id":7}"#).unwrap_err();
         assert_eq!(e.code, Code::InvalidArgument);
+        assert_eq!(e.field.as_deref(), Some("id"), "{e:?}");
+        let e = parse(
+            "push.add",
+            br#"{"id":"a","stream":"main","target":"srt://h:1","kind":"scheduled","schedule":{"windows":[{"start":"x","rrule":5}]}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.field.as_deref(),
+            Some("schedule.windows[0].rrule"),
+            "{e:?}"
+        );
+        let e = parse(
+            "push.add",
+            br#"{"id":"a","stream":"main","target":"srt://h:1","rules":[{"var":"x","op":"set","colour":1}]}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("rules[0].colour"), "{e:?}");
         let e = parse("reboot", b"{}").unwrap_err();
         assert_eq!(e.code, Code::UnknownCommand);
         assert!(e.message.contains("'reboot'"));

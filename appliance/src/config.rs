@@ -48,6 +48,17 @@ pub struct PushesConfig {
     /// changes (a WAN switch), instead of waiting for the link to stall.
     #[serde(default = "yes")]
     pub reconnect_on_network_change: bool,
+    /// Where calendar files of pushes added over MQTT must be (default
+    /// `<data_dir>/calendars`); the config's own pushes may name any file.
+    pub calendar_dir: Option<PathBuf>,
+    /// Wildcard streams that may run at once (each is a capture and an
+    /// encode of its own).
+    #[serde(default = "default_wildcards")]
+    pub max_wildcard_streams: usize,
+}
+
+fn default_wildcards() -> usize {
+    8
 }
 
 fn default_starts() -> u32 {
@@ -66,6 +77,8 @@ impl Default for PushesConfig {
             max_starts_per_s: default_starts(),
             history: default_history(),
             reconnect_on_network_change: true,
+            calendar_dir: None,
+            max_wildcard_streams: default_wildcards(),
         }
     }
 }
@@ -84,6 +97,10 @@ pub struct ControlConfig {
     /// so that an export can be imported on another device.
     #[serde(default)]
     pub export_secrets: bool,
+    /// `trigger.set` may attach handlers to `push_start` and
+    /// `push_rewrite`: they decide where pushes go and see targets in full.
+    #[serde(default)]
+    pub allow_push_handlers: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -389,8 +406,10 @@ impl Config {
                 ));
             }
         }
-        for (i, h) in self.triggers.iter().enumerate() {
+        let mut triggers = self.triggers;
+        for (i, h) in triggers.iter_mut().enumerate() {
             h.validate(&format!("triggers[{i}]"))?;
+            h.trusted = true;
         }
         if !(1..=1000).contains(&self.pushes.max_starts_per_s) {
             return Err(ConfigError::new(
@@ -412,7 +431,7 @@ impl Config {
             inputs: self.inputs,
             outputs,
             variables: self.variables,
-            triggers: self.triggers,
+            triggers,
             pushes: self.pushes,
             control: self.control,
             timezone,

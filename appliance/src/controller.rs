@@ -43,6 +43,44 @@ use crate::topics::Topics;
 use crate::triggers::{self, HandlerDef, Trigger, Verdict};
 use crate::vars::{self, Refreshed, VarDef, VarValue};
 
+/// What MQTT may add, at most: each costs memory and, for a push, a
+/// pipeline; a fleet script gone wrong must not exhaust the device.
+const MAX_MQTT_PUSHES: usize = 256;
+const MAX_MQTT_VARIABLES: usize = 256;
+const MAX_MQTT_HANDLERS: usize = 16;
+
+/// The largest calendar read (a few years of a busy schedule fit easily).
+const MAX_CALENDAR: usize = 4 * 1024 * 1024;
+
+/// Reads a calendar file: a regular file (not a device, a FIFO, or a
+/// symbolic link to one) of at most [`MAX_CALENDAR`] bytes.
+fn read_calendar(path: &std::path::Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = path.display();
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    let meta = f.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown}: not a regular file"));
+    }
+    let mut text = String::new();
+    f.take(MAX_CALENDAR as u64 + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("{shown}: {e}"))?;
+    if text.len() > MAX_CALENDAR {
+        return Err(format!("{shown}: longer than {MAX_CALENDAR} bytes"));
+    }
+    Ok(text)
+}
+
+/// How long a live stream's input may be down (restarting) before the
+/// stream counts as offline.
+const OFFLINE_GRACE: Duration = Duration::from_secs(3);
+
 /// How often the scheduler looks at every push (MistServer checks once a
 /// second; a quarter second keeps window edges tight).
 const PASS: Duration = Duration::from_millis(250);
@@ -73,6 +111,9 @@ enum Phase {
         /// The target it connected to, redacted.
         shown: String,
         rewritten: bool,
+        /// It dials out (caller, rendezvous): a network change makes it
+        /// dial again. Listeners wait for their callers.
+        dials: bool,
         started: Instant,
     },
     /// Could not start (refused by a handler, a variable unset, a target
@@ -150,6 +191,9 @@ struct Var {
 }
 
 pub struct Controller {
+    /// Hands out push generations; never reset, so an answer for a push
+    /// that was since replaced (same id) can never match.
+    generations: u64,
     settings: Settings,
     topics: Topics,
     client: AsyncClient,
@@ -164,9 +208,14 @@ pub struct Controller {
     /// Outputs that were told to stop and are draining; a push waits for
     /// its old output before it starts again (a listener's port).
     stopping: HashMap<String, JoinHandle<()>>,
+    /// Wildcard streams' inputs that were told to stop; a capture device
+    /// can take a while to let go, and the loop must not wait for it.
+    stopping_inputs: HashMap<String, JoinHandle<()>>,
     vars: BTreeMap<String, Var>,
     calendars: HashMap<String, Calendar>,
     live_streams: BTreeSet<String>,
+    /// Since when each input has not been running.
+    down_since: HashMap<String, Instant>,
     lost_inputs: BTreeSet<String>,
     history: History,
     limiter: StartLimiter,
@@ -216,6 +265,7 @@ impl Controller {
             .build()
             .expect("the HTTP client builds (TLS roots load lazily)");
         let mut c = Controller {
+            generations: 0,
             history: History::new(settings.pushes.history),
             limiter: StartLimiter::new(settings.pushes.max_starts_per_s),
             settings,
@@ -229,9 +279,11 @@ impl Controller {
             input_events_tx,
             pushes: BTreeMap::new(),
             stopping: HashMap::new(),
+            stopping_inputs: HashMap::new(),
             vars: BTreeMap::new(),
             calendars: HashMap::new(),
             live_streams: BTreeSet::new(),
+            down_since: HashMap::new(),
             lost_inputs: BTreeSet::new(),
             hold_backoff: Backoff::default(),
             output_events_tx,
@@ -444,12 +496,12 @@ impl Controller {
             loop {
                 tick.tick().await;
                 let result = if src.starts_with("http://") || src.starts_with("https://") {
-                    vars::fetch_url(&http, &src, Duration::from_secs(30)).await
+                    vars::fetch_url(&http, &src, Duration::from_secs(30), MAX_CALENDAR).await
                 } else {
-                    let path = src.strip_prefix("file://").unwrap_or(&src).to_string();
-                    tokio::fs::read_to_string(&path)
+                    let path = std::path::PathBuf::from(&src);
+                    tokio::task::spawn_blocking(move || read_calendar(&path))
                         .await
-                        .map_err(|e| format!("{path}: {e}"))
+                        .unwrap_or_else(|e| Err(e.to_string()))
                 };
                 let msg = CalendarLoaded {
                     id: id_owned.clone(),
@@ -533,6 +585,14 @@ impl Controller {
             want.insert(v.name.clone(), (v.clone(), Origin::Config));
         }
         for v in &self.persisted.variables {
+            if let Err(e) = v.validate("") {
+                warn!(variable = %v.name, error = %e, "saved variable is not valid; not used");
+                continue;
+            }
+            if v.command.is_some() && !self.settings.control.allow_exec {
+                warn!(variable = %v.name, "saved command variable not run: [control] allow_exec is off");
+                continue;
+            }
             want.insert(v.name.clone(), (v.clone(), Origin::Mqtt));
         }
         self.vars.retain(|name, var| {
@@ -608,54 +668,68 @@ impl Controller {
 
     /// Looks a variable up for a push of `stream` (built-ins first: a user
     /// variable cannot shadow one).
-    fn lookup(
-        &self,
-        stream: Option<&str>,
-        push: Option<&str>,
-        clock: &BTreeMap<&'static str, String>,
-    ) -> impl Fn(&str) -> Option<String> {
-        let mut m: HashMap<String, String> = HashMap::new();
-        for (k, v) in clock {
-            m.insert(k.to_string(), v.clone());
-        }
-        m.insert("device".into(), self.settings.device.id.clone());
-        m.insert("board".into(), self.settings.board.board.name.clone());
-        m.insert(
-            "uptime".into(),
-            self.started.elapsed().as_secs().to_string(),
-        );
-        if let Some(s) = stream {
-            for (k, v) in vars::stream_parts(s) {
-                m.insert(k.into(), v);
+    fn lookup<'a>(
+        &'a self,
+        stream: Option<&'a str>,
+        push: Option<&'a str>,
+        clock: &'a BTreeMap<&'static str, String>,
+    ) -> impl Fn(&str) -> Option<String> + 'a {
+        // Borrowed, not copied: this runs for every push four times a
+        // second, and variables may be large.
+        let parts = stream.map(vars::stream_parts);
+        move |name: &str| -> Option<String> {
+            if let Some(v) = clock.get(name) {
+                return Some(v.clone());
             }
-            let status = self
-                .inputs
-                .get(s)
-                .map(|i| input_state_name(&i.status().state).to_string())
-                .unwrap_or_else(|| "none".into());
-            m.insert("input_status".into(), status);
-        }
-        if let Some(p) = push {
-            m.insert("push".into(), p.to_string());
-        }
-        for (name, v) in &self.vars {
-            if let Some(value) = &v.value {
-                m.entry(name.clone()).or_insert_with(|| value.clone());
+            match name {
+                "device" => return Some(self.settings.device.id.clone()),
+                "board" => return Some(self.settings.board.board.name.clone()),
+                "uptime" => return Some(self.started.elapsed().as_secs().to_string()),
+                "push" if push.is_some() => return push.map(str::to_string),
+                "input_status" if stream.is_some() => {
+                    return Some(
+                        stream
+                            .and_then(|s| self.inputs.get(s))
+                            .map(|i| input_state_name(&i.status().state).to_string())
+                            .unwrap_or_else(|| "none".into()),
+                    );
+                }
+                _ => {}
             }
+            if let Some(parts) = &parts
+                && let Some((_, v)) = parts.iter().find(|(k, _)| *k == name)
+            {
+                return Some(v.clone());
+            }
+            if vars::BUILTINS.contains(&name) {
+                return None;
+            }
+            self.vars.get(name).and_then(|v| v.value.clone())
         }
-        move |name: &str| m.get(name).cloned()
     }
 
     fn clock(&self) -> BTreeMap<&'static str, String> {
         vars::time_builtins(jiff::Timestamp::now(), &self.settings.timezone)
     }
 
+    /// The handlers in effect: the config's, then those set over MQTT that
+    /// this config allows (a saved exec handler stays unused once
+    /// `allow_exec` is turned off; one that no longer validates is unused).
     fn handlers(&self) -> Vec<HandlerDef> {
+        let c = &self.settings.control;
+        let from_mqtt = self.persisted.triggers.iter().filter(|h| {
+            (h.exec.is_none() || c.allow_exec)
+                && (!h.on.can_block() || c.allow_push_handlers)
+                && h.validate("").is_ok()
+        });
         self.settings
             .triggers
             .iter()
-            .chain(&self.persisted.triggers)
             .cloned()
+            .chain(from_mqtt.cloned().map(|mut h| {
+                h.trusted = c.allow_push_handlers;
+                h
+            }))
             .collect()
     }
 
@@ -680,8 +754,15 @@ impl Controller {
         }
     }
 
+    /// The operator's last word on a push; an instance of a wildcard push
+    /// without one of its own follows its parent's.
     fn mark(&self, id: &str) -> Mark {
-        match self.persisted.running.get(id) {
+        let own = self.persisted.running.get(id);
+        let parent = || {
+            id.split_once('@')
+                .and_then(|(p, _)| self.persisted.running.get(p))
+        };
+        match own.or_else(parent) {
             Some(true) => Mark::Started,
             Some(false) => Mark::Stopped,
             None => Mark::Default,
@@ -753,7 +834,7 @@ impl Controller {
             };
             let next = scheduler::step(&now_is, decision, def.kind);
             let rendered = (next == Next::Start)
-                .then(|| vars::substitute(&def.target, &lookup).map_err(|e| e.to_string()));
+                .then(|| vars::substitute_target(&def.target, &lookup).map_err(|e| e.to_string()));
             drop(lookup);
             match next {
                 Next::Nothing => {}
@@ -762,13 +843,24 @@ impl Controller {
                         After::Idle(hold) => Phase::Idle(hold),
                         After::Ended => Phase::Ended(reason.clone()),
                         After::Failed => Phase::Failed(reason.clone()),
+                        After::Retry => {
+                            let p = self.pushes.get_mut(&id).expect("present");
+                            p.holds += 1;
+                            let delay = self.hold_backoff.delay_random(p.holds);
+                            Phase::Held {
+                                until: Instant::now() + delay,
+                                retry_at: unix_now() + delay.as_secs_f64(),
+                                why: reason.clone(),
+                            }
+                        }
                     };
                     self.end_push(&id, phase, &reason).await;
                 }
                 Next::Hold(hold) => {
                     // A late answer of its handlers is ignored.
                     let p = self.pushes.get_mut(&id).expect("present");
-                    p.generation += 1;
+                    self.generations += 1;
+                    p.generation = self.generations;
                     p.holds = 0;
                     p.set_phase(Phase::Idle(hold));
                 }
@@ -785,14 +877,27 @@ impl Controller {
         }
     }
 
+    /// A stream is live while its input runs. An input that restarts its
+    /// pipeline (a retry after an error, a renegotiation) passes through
+    /// `error` for a moment: a live stream goes offline only after
+    /// [`OFFLINE_GRACE`] of that, so its pushes follow the restart (on a
+    /// keyframe) instead of being stopped and started.
     fn update_live_streams(&mut self) {
-        let live: BTreeSet<String> = self
-            .inputs
-            .values()
-            .map(|i| i.status())
-            .filter(|s| matches!(s.state, InputState::Running))
-            .map(|s| s.name)
-            .collect();
+        let now = Instant::now();
+        let mut live = BTreeSet::new();
+        for (name, input) in &self.inputs {
+            if matches!(input.status().state, InputState::Running) {
+                self.down_since.remove(name);
+                live.insert(name.clone());
+            } else {
+                let since = *self.down_since.entry(name.clone()).or_insert(now);
+                if self.live_streams.contains(name) && now - since < OFFLINE_GRACE {
+                    live.insert(name.clone());
+                }
+            }
+        }
+        self.down_since
+            .retain(|name, _| self.inputs.contains_key(name));
         if live == self.live_streams {
             return;
         }
@@ -818,7 +923,8 @@ impl Controller {
         };
         let handlers = self.handlers();
         let p = self.pushes.get_mut(id).expect("present");
-        p.generation += 1;
+        self.generations += 1;
+        p.generation = self.generations;
         let generation = p.generation;
         let stream = p.def().stream.clone();
         let blocking: Vec<HandlerDef> = handlers
@@ -902,6 +1008,9 @@ impl Controller {
             return self.hold(&id, format!("stream {} does not exist", p.def().stream));
         };
         let shown = target.redacted();
+        let dials = match &target {
+            Target::Srt(t) => t.mode != SrtMode::Listener,
+        };
         let mut spec = OutputSpec::new(id.clone(), stream.clone(), target);
         spec.retry = p.def().kind != PushKind::Push;
         info!(push = %id, target = %shown, rewritten, "starting push");
@@ -913,6 +1022,7 @@ impl Controller {
             handle,
             shown: shown.clone(),
             rewritten,
+            dials,
             started: Instant::now(),
         });
         self.history.record(
@@ -1012,6 +1122,7 @@ impl Controller {
             }
         }
         self.limiter = StartLimiter::new(new.pushes.max_starts_per_s);
+        self.history.set_capacity(new.pushes.history);
         self.settings.outputs = new.outputs;
         self.settings.variables = new.variables;
         self.settings.triggers = new.triggers;
@@ -1175,7 +1286,7 @@ impl Controller {
             }
         }
         futures::future::join_all(handles.into_iter().map(OutputHandle::stop)).await;
-        for (_, t) in self.stopping.drain() {
+        for (_, t) in self.stopping.drain().chain(self.stopping_inputs.drain()) {
             let _ = t.await;
         }
         let inputs = std::mem::take(&mut self.inputs);
@@ -1208,7 +1319,14 @@ impl Controller {
             OutputEvent::OutputFailed { id, reason } => {
                 self.history
                     .record(unix_now(), &id, "failed", reason.clone());
-                if self.pushes.get(&id).is_some_and(|p| p.handle().is_some()) {
+                // Only if its current output is the one that ended: a late
+                // event of an earlier output must not end a new one.
+                if self
+                    .pushes
+                    .get(&id)
+                    .and_then(|p| p.handle())
+                    .is_some_and(|h| h.is_finished())
+                {
                     self.end_push(&id, Phase::Failed(reason.clone()), &reason)
                         .await;
                 }
@@ -1266,15 +1384,10 @@ impl Controller {
         info!(change = %change.summary, "network changed");
         let mut reconnected = Vec::new();
         for (id, p) in &self.pushes {
-            let Phase::Running { handle, .. } = &p.phase else {
+            let Phase::Running { handle, dials, .. } = &p.phase else {
                 continue;
             };
-            let dials = match Target::parse(&p.def().target) {
-                Ok(Target::Srt(t)) => t.mode != SrtMode::Listener,
-                // A template: look at what it runs with.
-                Err(_) => !p.def().target.contains("mode=listener"),
-            };
-            if dials {
+            if *dials {
                 handle.reconnect(format!("network changed: {}", change.summary));
                 reconnected.push(id.clone());
             }
@@ -1435,6 +1548,26 @@ impl Controller {
                         "exec handlers cannot be set over MQTT on this device ([control] allow_exec is off); use a url handler",
                     ));
                 }
+                if on.can_block()
+                    && !handlers.is_empty()
+                    && !self.settings.control.allow_push_handlers
+                {
+                    return Err(ApiError::field(
+                        Code::Forbidden,
+                        "on",
+                        format!(
+                            "handlers of {} decide where pushes go; this device takes them from its config file only ([control] allow_push_handlers is off)",
+                            on.name()
+                        ),
+                    ));
+                }
+                if handlers.len() > MAX_MQTT_HANDLERS {
+                    return Err(ApiError::field(
+                        Code::LimitReached,
+                        "handlers",
+                        format!("at most {MAX_MQTT_HANDLERS} handlers per trigger"),
+                    ));
+                }
                 let mut next = self.persisted.clone();
                 next.triggers.retain(|h| h.on != on);
                 next.triggers.extend(handlers);
@@ -1467,6 +1600,25 @@ impl Controller {
             return Ok(json!({"changed": false, "stream": name}));
         }
         let spec = self.wildcard_spec(&name)?;
+        self.stopping_inputs.retain(|_, t| !t.is_finished());
+        if self.stopping_inputs.contains_key(&name) {
+            return Err(ApiError::field(
+                Code::Busy,
+                "name",
+                format!("'{name}' is still stopping; try again in a moment"),
+            ));
+        }
+        let running = self.streams.keys().filter(|s| s.contains('+')).count();
+        if running >= self.settings.pushes.max_wildcard_streams {
+            return Err(ApiError::field(
+                Code::LimitReached,
+                "name",
+                format!(
+                    "{running} wildcard streams run already ([pushes] max_wildcard_streams = {})",
+                    self.settings.pushes.max_wildcard_streams
+                ),
+            ));
+        }
         let mut next = self.persisted.clone();
         next.streams.push(name.clone());
         self.save(next).await?;
@@ -1508,13 +1660,14 @@ impl Controller {
             let phase = if self.pushes[&id].def().kind == PushKind::Push {
                 Phase::Ended(why.clone())
             } else {
-                Phase::Idle(Hold::Waiting(why.clone()))
+                Phase::Idle(Hold::Offline(why.clone()))
             };
             self.end_push(&id, phase, &why).await;
         }
         self.streams.remove(&name);
         if let Some(h) = self.inputs.remove(&name) {
-            h.stop().await;
+            self.stopping_inputs
+                .insert(name.clone(), tokio::spawn(h.stop()));
         }
         self.config_changed("stream.stop", json!([name]));
         Ok(json!({"changed": true, "stream": name}))
@@ -1547,8 +1700,53 @@ impl Controller {
         Value::Array(list)
     }
 
+    /// What a push sent over MQTT may not do that one of the config file
+    /// may: read a calendar file outside the calendar directory (whoever
+    /// can publish commands must not read the device's files).
+    fn check_from_mqtt(&self, def: &PushDef, at: &str) -> Result<(), ApiError> {
+        let Some(ics) = def.schedule.as_ref().and_then(|s| s.ics.as_deref()) else {
+            return Ok(());
+        };
+        if ics.starts_with("http://") || ics.starts_with("https://") {
+            return Ok(());
+        }
+        let dir = self.calendar_dir();
+        let path = std::path::Path::new(ics);
+        let inside = path.is_absolute()
+            && path.starts_with(&dir)
+            && path
+                .components()
+                .all(|c| !matches!(c, std::path::Component::ParentDir));
+        if inside {
+            Ok(())
+        } else {
+            let field = if at.is_empty() {
+                "schedule.ics".to_string()
+            } else {
+                format!("{at}.schedule.ics")
+            };
+            Err(ApiError::field(
+                Code::Forbidden,
+                field,
+                format!(
+                    "over MQTT a calendar is an http(s) URL or a file in {}",
+                    dir.display()
+                ),
+            ))
+        }
+    }
+
+    fn calendar_dir(&self) -> std::path::PathBuf {
+        self.settings
+            .pushes
+            .calendar_dir
+            .clone()
+            .unwrap_or_else(|| self.settings.device.data_dir.join("calendars"))
+    }
+
     async fn push_add(&mut self, def: PushDef) -> Result<Value, ApiError> {
         let valid = def.validate("", &self.settings.stream_names())?;
+        self.check_from_mqtt(&def, "")?;
         if let Some(existing) = self.pushes.get(&def.id) {
             if existing.origin == Origin::Config {
                 return Err(ApiError::field(
@@ -1570,12 +1768,16 @@ impl Controller {
                 ),
             ));
         }
-        let mut next = self.persisted.clone();
+        if self.persisted.pushes.len() >= MAX_MQTT_PUSHES {
+            return Err(ApiError::new(
+                Code::LimitReached,
+                format!("{MAX_MQTT_PUSHES} pushes were added over MQTT already; remove one first"),
+            ));
+        }
         // A saved push this config could not load (its stream is gone) is
-        // replaced, not shadowed by a second entry.
-        next.pushes.retain(|d| d.id != def.id);
+        // replaced, not shadowed by a second entry; old marks go with it.
+        let mut next = self.persisted.without(&def.id);
         next.pushes.push(def.clone());
-        next.running.remove(&def.id);
         self.save(next).await?;
         let id = def.id.clone();
         self.insert_push(valid, Origin::Mqtt);
@@ -1612,6 +1814,7 @@ impl Controller {
             return Ok(json!({"changed": false, "push": self.push_detail(existing)}));
         }
         let valid = def.validate("", &self.settings.stream_names())?;
+        self.check_from_mqtt(&def, "")?;
         let mut next = self.persisted.clone();
         for d in next.pushes.iter_mut().filter(|d| d.id == def.id) {
             *d = def.clone();
@@ -1680,14 +1883,15 @@ impl Controller {
     /// one-shot push that ended runs it again.
     async fn set_running(&mut self, id: String, want: bool) -> Result<Value, ApiError> {
         let p = self.find(&id)?;
+        let state_before = self.push_view(p)["state"].clone();
         let was_running = p.handle().is_some();
         let finished = matches!(p.phase, Phase::Failed(_) | Phase::Ended(_));
         let mut next = self.persisted.clone();
         next.running.insert(id.clone(), want);
-        let mut changed = next != self.persisted;
-        if changed {
+        if next != self.persisted {
             self.save(next).await?;
         }
+        let mut changed = false;
         if want && finished {
             let p = self.pushes.get_mut(&id).expect("present");
             p.set_phase(Phase::Idle(Hold::Waiting("started again".into())));
@@ -1700,14 +1904,11 @@ impl Controller {
                 "stopped by the operator",
             )
             .await;
-            changed = true;
         }
         // The scheduler applies the new mark at once, so the reply shows
-        // what it decided.
+        // what it decided; `changed` says whether the push's state did.
         self.schedule_pass().await;
-        if want {
-            changed |= !was_running && self.pushes[&id].handle().is_some();
-        }
+        changed |= self.push_view(&self.pushes[&id])["state"] != state_before;
         Ok(json!({"changed": changed, "push": self.push_detail(&self.pushes[&id])}))
     }
 
@@ -1736,6 +1937,16 @@ impl Controller {
         if self.persisted.variables.contains(&def) {
             return Ok(json!({"changed": false}));
         }
+        if self.persisted.variables.len() >= MAX_MQTT_VARIABLES
+            && !self.persisted.variables.iter().any(|v| v.name == def.name)
+        {
+            return Err(ApiError::new(
+                Code::LimitReached,
+                format!(
+                    "{MAX_MQTT_VARIABLES} variables were set over MQTT already; remove one first"
+                ),
+            ));
+        }
         let mut next = self.persisted.clone();
         next.variables.retain(|v| v.name != def.name);
         next.variables.push(def.clone());
@@ -1747,7 +1958,11 @@ impl Controller {
 
     fn var_value(&self, name: &str) -> Option<VarValue> {
         self.vars.get(name).map(|v| VarValue {
-            value: v.value.clone(),
+            value: if v.def.secret {
+                v.value.as_ref().map(|_| "***".to_string())
+            } else {
+                v.value.clone()
+            },
             source: match v.def.source() {
                 vars::Source::Static(_) => "static",
                 vars::Source::Command(_) => "command",
@@ -1890,11 +2105,35 @@ impl Controller {
         let mut layer = self.persisted.layer();
         let secrets = self.settings.control.export_secrets;
         if !secrets {
+            // Only what holds a secret is redacted, so an export without
+            // any imports back unchanged; an import refuses what was.
+            let url = |u: &mut String| {
+                let has_secret = url::Url::parse(u).is_ok_and(|p| {
+                    !p.username().is_empty() || p.password().is_some() || p.query().is_some()
+                });
+                if has_secret {
+                    *u = vars::shown_url(u);
+                }
+            };
             for p in &mut layer.pushes {
-                // Only targets that hold a secret are redacted, so an
-                // export of pushes without one imports back unchanged.
                 if crate::push::def::holds_secret(&p.target) {
                     p.target = p.shown_target();
+                }
+                if let Some(ics) = p.schedule.as_mut().and_then(|s| s.ics.as_mut()) {
+                    url(ics);
+                }
+            }
+            for v in &mut layer.variables {
+                if v.secret && v.value.is_some() {
+                    v.value = Some("***".into());
+                }
+                if let Some(u) = v.url.as_mut() {
+                    url(u);
+                }
+            }
+            for h in &mut layer.triggers {
+                if let Some(u) = h.url.as_mut() {
+                    url(u);
                 }
             }
         }
@@ -1918,6 +2157,7 @@ impl Controller {
                 ));
             }
             let v = def.validate(&at, &names)?;
+            self.check_from_mqtt(def, &at)?;
             if !ids.insert(def.id.clone()) {
                 return Err(ApiError::field(
                     Code::InvalidArgument,
@@ -1938,9 +2178,86 @@ impl Controller {
             }
             valid.push(v);
         }
+        for (what, n, max) in [
+            ("config.pushes", layer.pushes.len(), MAX_MQTT_PUSHES),
+            (
+                "config.variables",
+                layer.variables.len(),
+                MAX_MQTT_VARIABLES,
+            ),
+            (
+                "config.triggers",
+                layer.triggers.len(),
+                MAX_MQTT_HANDLERS * triggers::ALL.len(),
+            ),
+            (
+                "config.streams",
+                layer.streams.len(),
+                self.settings.pushes.max_wildcard_streams,
+            ),
+        ] {
+            if n > max {
+                return Err(ApiError::field(
+                    Code::LimitReached,
+                    what,
+                    format!("{n} entries; at most {max}"),
+                ));
+            }
+        }
+        let redacted = "is redacted (exported without secrets); give it in full";
+        for (i, p) in layer.pushes.iter().enumerate() {
+            if p.schedule
+                .as_ref()
+                .and_then(|s| s.ics.as_deref())
+                .is_some_and(|u| u.contains("?…"))
+            {
+                return Err(ApiError::field(
+                    Code::InvalidArgument,
+                    format!("config.pushes[{i}].schedule.ics"),
+                    redacted,
+                ));
+            }
+        }
+        for (i, v) in layer.variables.iter().enumerate() {
+            let bad = if v.secret && v.value.as_deref() == Some("***") {
+                Some("value")
+            } else if v.url.as_deref().is_some_and(|u| u.contains("?…")) {
+                Some("url")
+            } else {
+                None
+            };
+            if let Some(f) = bad {
+                return Err(ApiError::field(
+                    Code::InvalidArgument,
+                    format!("config.variables[{i}].{f}"),
+                    redacted,
+                ));
+            }
+        }
+        for (i, h) in layer.triggers.iter().enumerate() {
+            if h.url.as_deref().is_some_and(|u| u.contains("?…")) {
+                return Err(ApiError::field(
+                    Code::InvalidArgument,
+                    format!("config.triggers[{i}].url"),
+                    redacted,
+                ));
+            }
+        }
         let mut var_names = BTreeSet::new();
         for (i, v) in layer.variables.iter().enumerate() {
             let at = format!("config.variables[{i}]");
+            if self.vars.get(&v.name).is_some_and(|var| {
+                var.origin == Origin::Config && !matches!(var.def.source(), vars::Source::Static(_))
+            }) {
+                return Err(ApiError::field(
+                    Code::ReadOnly,
+                    format!("{at}.name"),
+                    format!(
+                        "'{}' is a command or URL variable of the config file",
+                        v.name
+                    ),
+                ));
+            }
             v.validate(&at)?;
             if v.command.is_some() && !self.settings.control.allow_exec {
                 return Err(ApiError::field(
@@ -1960,6 +2277,16 @@ impl Controller {
         for (i, h) in layer.triggers.iter().enumerate() {
             let at = format!("config.triggers[{i}]");
             h.validate(&at)?;
+            if h.on.can_block() && !self.settings.control.allow_push_handlers {
+                return Err(ApiError::field(
+                    Code::Forbidden,
+                    format!("{at}.on"),
+                    format!(
+                        "handlers of {} are taken from the config file only ([control] allow_push_handlers is off)",
+                        h.on.name()
+                    ),
+                ));
+            }
             if h.exec.is_some() && !self.settings.control.allow_exec {
                 return Err(ApiError::field(
                     Code::Forbidden,
@@ -2100,7 +2427,9 @@ impl Controller {
         let status = p.handle().map(|h| h.status());
         let (state, reason, retry_at): (&str, Option<String>, Option<f64>) = match &p.phase {
             Phase::Idle(Hold::Stopped(why)) => ("stopped", Some(why.clone()), None),
-            Phase::Idle(Hold::Waiting(why)) => ("waiting", Some(why.clone()), None),
+            Phase::Idle(Hold::Waiting(why) | Hold::Offline(why)) => {
+                ("waiting", Some(why.clone()), None)
+            }
             Phase::Preparing => (
                 "connecting",
                 Some("running its trigger handlers".into()),
@@ -2155,6 +2484,10 @@ impl Controller {
         if let Some(obj) = v.as_object_mut() {
             obj.insert("enabled".into(), json!(def.enabled));
             if let Some(s) = &def.schedule {
+                let mut s = s.clone();
+                if let Some(ics) = s.ics.as_mut() {
+                    *ics = vars::shown_url(ics);
+                }
                 obj.insert("schedule".into(), json!(s));
             }
             if !def.rules.is_empty() {

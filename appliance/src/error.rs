@@ -50,6 +50,9 @@ pub enum Code {
     Busy,
     /// This device's config does not allow it over MQTT (running programs).
     Forbidden,
+    /// As many as the device takes exist already (pushes, variables,
+    /// handlers, wildcard streams); nothing was done.
+    LimitReached,
 }
 
 /// An error reply: code, the field at fault (if one is), and a message that

@@ -45,6 +45,87 @@ pub struct Persisted {
     /// Wildcard streams (`name+suffix`) started over MQTT.
     #[serde(default)]
     pub streams: Vec<String>,
+    /// Entries this version could not read (a newer version's kinds of
+    /// trigger or push), written back unchanged so nothing is lost.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub kept: Vec<serde_json::Value>,
+}
+
+/// Reads the file entry by entry, so that what a newer version wrote (after
+/// an update is rolled back) costs only what this version cannot know: an
+/// unknown field of an entry is dropped (and named), an entry that still
+/// cannot be read is kept aside in `kept`, and the rest is used.
+fn read_lenient(text: &[u8]) -> Result<(Persisted, Vec<String>), serde_json::Error> {
+    use serde::de::DeserializeOwned;
+    use serde_json::Value;
+    let v: Value = serde_json::from_slice(text)?;
+    if !v.is_object() {
+        // Let serde say what is wrong with it.
+        serde_json::from_value::<Persisted>(v)?;
+        unreachable!("a non-object is not a Persisted");
+    }
+    let mut notes = Vec::new();
+    let mut kept: Vec<Value> = v["kept"].as_array().cloned().unwrap_or_default();
+    fn list<T: DeserializeOwned>(
+        v: &Value,
+        key: &str,
+        notes: &mut Vec<String>,
+        kept: &mut Vec<Value>,
+    ) -> Vec<T> {
+        let mut out = Vec::new();
+        for (i, item) in v[key].as_array().into_iter().flatten().enumerate() {
+            let mut item = item.clone();
+            let mut dropped = Vec::new();
+            loop {
+                match serde_json::from_value::<T>(item.clone()) {
+                    Ok(t) => {
+                        if !dropped.is_empty() {
+                            notes.push(format!("{key}[{i}]: ignored {}", dropped.join(", ")));
+                        }
+                        out.push(t);
+                        break;
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        let unknown = msg
+                            .strip_prefix("unknown field `")
+                            .and_then(|r| r.split('`').next())
+                            .map(str::to_string);
+                        let removed = match (unknown, item.as_object_mut()) {
+                            (Some(f), Some(obj)) => obj.remove(&f).map(|_| f),
+                            _ => None,
+                        };
+                        match removed {
+                            Some(f) => dropped.push(f),
+                            None => {
+                                notes.push(format!("{key}[{i}] set aside ({msg})"));
+                                kept.push(serde_json::json!({"in": key, "entry": v[key][i]}));
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+    let pushes = list(&v, "pushes", &mut notes, &mut kept);
+    let variables = list(&v, "variables", &mut notes, &mut kept);
+    let triggers = list(&v, "triggers", &mut notes, &mut kept);
+    let running = serde_json::from_value(v["running"].clone()).unwrap_or_default();
+    let streams = serde_json::from_value(v["streams"].clone()).unwrap_or_default();
+    Ok((
+        Persisted {
+            version: VERSION,
+            pushes,
+            running,
+            variables,
+            triggers,
+            streams,
+            kept,
+        },
+        notes,
+    ))
 }
 
 /// What an operator manages over MQTT, as `config.export` gives it and
@@ -83,6 +164,7 @@ impl Persisted {
             variables: l.variables,
             triggers: l.triggers,
             streams: l.streams,
+            kept: Vec::new(),
         }
     }
 
@@ -91,7 +173,9 @@ impl Persisted {
     pub fn without(&self, id: &str) -> Persisted {
         let mut next = self.clone();
         next.pushes.retain(|d| d.id != id);
-        next.running.remove(id);
+        let instances = format!("{id}@");
+        next.running
+            .retain(|k, _| k != id && !k.starts_with(&instances));
         next
     }
 }
@@ -149,8 +233,17 @@ impl Store {
                 });
             }
         };
-        match serde_json::from_slice::<Persisted>(&text) {
-            Ok(p) => Ok((store, p, None)),
+        match read_lenient(&text) {
+            Ok((p, notes)) => {
+                let warning = (!notes.is_empty()).then(|| {
+                    format!(
+                        "{}: read with care (written by another version?): {}",
+                        path.display(),
+                        notes.join("; ")
+                    )
+                });
+                Ok((store, p, warning))
+            }
             Err(e) => {
                 let aside = dir.join(format!(
                     "{FILE}.unreadable-{}",
@@ -258,6 +351,35 @@ mod tests {
         assert!(warn.is_none());
         assert_eq!(p.pushes[0].id, "a");
         assert!(!p.running["a"]);
+    }
+
+    #[test]
+    fn what_a_newer_version_wrote_is_used_as_far_as_it_can_be_and_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(
+            dir.path().join(FILE),
+            br#"{"version":9,"pushes":[
+                {"id":"a","stream":"main","target":"srt://h:1","kind":"auto","fec":"2d"},
+                {"id":"b","stream":"main","target":"srt://h:2","kind":"teleport"}],
+              "running":{"a":false},
+              "triggers":[{"on":"push_end","url":"http://h/"},{"on":"moon_rise","url":"http://h/"}]}"#,
+        )
+        .unwrap();
+        let (store, p, warn) = Store::open(dir.path()).unwrap();
+        let warn = warn.unwrap();
+        assert!(warn.contains("pushes[0]: ignored fec"), "{warn}");
+        assert!(warn.contains("pushes[1] set aside"), "{warn}");
+        assert_eq!(p.pushes.len(), 1);
+        assert!(!p.running["a"], "the operator's stop survives");
+        assert_eq!(p.triggers.len(), 1);
+        assert_eq!(p.kept.len(), 2);
+        // Saved again, the entries it could not read are still there.
+        store.save(&p).unwrap();
+        let text = fs::read_to_string(store.path()).unwrap();
+        assert!(
+            text.contains("teleport") && text.contains("moon_rise"),
+            "{text}"
+        );
     }
 
     #[test]

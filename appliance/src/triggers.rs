@@ -106,6 +106,11 @@ pub struct HandlerDef {
     /// Only for these streams (patterns as in `inhibit`); empty: all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub streams: Vec<String>,
+    /// From the config file (or allowed by `[control]
+    /// allow_push_handlers`): a blocking handler that is trusted gets push
+    /// targets in full. Not part of the definition.
+    #[serde(skip)]
+    pub trusted: bool,
 }
 
 fn default_timeout() -> u64 {
@@ -147,6 +152,12 @@ impl HandlerDef {
                     self.on.name()
                 ),
             ));
+        }
+        for (i, p) in self.streams.iter().enumerate() {
+            crate::push::rules::check_pattern(&field(&format!("streams[{i}]")), p)?;
+        }
+        if self.streams.len() > 32 {
+            return Err(ConfigError::new(field("streams"), "at most 32 patterns"));
         }
         if !(100..=60_000).contains(&self.timeout_ms) {
             return Err(ConfigError::new(
@@ -205,10 +216,9 @@ impl HandlerDef {
                 if !status.is_success() {
                     return Err(format!("{shown}: HTTP {status}"));
                 }
-                let text = resp
-                    .text()
-                    .await
-                    .map_err(|e| format!("{shown}: {}", vars::reqwest_reason(&e)))?;
+                let body = vars::read_capped(resp, vars::MAX_VALUE, &shown).await?;
+                let text =
+                    String::from_utf8(body).map_err(|_| format!("{shown}: answer is not UTF-8"))?;
                 Ok(text.trim_end_matches(['\n', '\r']).to_string())
             }
             _ => Err("handler has nothing to run".into()),
@@ -246,7 +256,13 @@ pub async fn before_push(
             .filter(|h| h.on == trigger && h.applies_to(Some(stream)))
         {
             event["trigger"] = Value::from(trigger.name());
-            event["target"] = Value::from(target.clone());
+            // Secrets only to a trusted handler whose answer decides; any
+            // other sees the target as MQTT does.
+            event["target"] = if h.blocking && h.trusted {
+                Value::from(target.clone())
+            } else {
+                Value::from(crate::push::def::shown(&target))
+            };
             if !h.blocking {
                 fire(h.clone(), event.clone(), http.clone());
                 continue;

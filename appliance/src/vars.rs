@@ -43,7 +43,7 @@ pub const BUILTINS: &[&str] = &[
 
 /// Most bytes a source's value may have; longer output is an error, not a
 /// silently truncated value.
-const MAX_VALUE: usize = 64 * 1024;
+pub const MAX_VALUE: usize = 64 * 1024;
 
 /// A user variable, from the config file (`[[variables]]`) or `var.set`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
@@ -66,6 +66,10 @@ pub struct VarDef {
     /// How long a command or a request may take.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
+    /// The value is a secret (a stream key used as `streamid=$key`): shown
+    /// as `***` by `var.list` and `config.export`, like a passphrase.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub secret: bool,
 }
 
 fn default_interval() -> u64 {
@@ -273,6 +277,25 @@ pub fn substitute(
     Ok(out)
 }
 
+/// [`substitute`] for a target URL: values filled into the query (after
+/// the first `?`) have `%` and `&` percent-encoded, so a stream key holding
+/// an `&` stays one option's value instead of cutting the query in two
+/// (the target parser decodes it back, as libsrt does).
+pub fn substitute_target(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, UnsetVariable> {
+    let Some((head, query)) = text.split_once('?') else {
+        return substitute(text, lookup);
+    };
+    let encoded = |name: &str| lookup(name).map(|v| v.replace('%', "%25").replace('&', "%26"));
+    Ok(format!(
+        "{}?{}",
+        substitute(head, lookup)?,
+        substitute(query, &encoded)?
+    ))
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("variable ${0} is not set")]
 pub struct UnsetVariable(pub String);
@@ -359,7 +382,7 @@ pub fn spawn_source(
             let timeout = Duration::from_millis(def.timeout_ms);
             let result = match def.source() {
                 Source::Command(argv) => run_command(&argv, None, timeout).await,
-                Source::Url(u) => fetch_url(&http, &u, timeout).await,
+                Source::Url(u) => fetch_url(&http, &u, timeout, MAX_VALUE).await,
                 Source::Static(_) => return,
             };
             let msg = Refreshed {
@@ -444,14 +467,17 @@ pub async fn run_command(
             }
         ));
     }
-    value_of(out, program)
+    value_of(out, program, MAX_VALUE)
 }
 
-/// GETs a URL and returns the body of a 2xx answer.
+/// GETs a URL and returns the body of a 2xx answer, of at most `max`
+/// bytes: the body is read as it comes and refused once it is longer, so a
+/// wrong URL (a video, an endless stream) cannot fill the memory.
 pub async fn fetch_url(
     http: &reqwest::Client,
     url: &str,
     timeout: Duration,
+    max: usize,
 ) -> Result<String, String> {
     let shown = shown_url(url);
     let resp = http
@@ -464,11 +490,31 @@ pub async fn fetch_url(
     if !status.is_success() {
         return Err(format!("{shown}: HTTP {status}"));
     }
-    let body = resp
-        .bytes()
+    let body = read_capped(resp, max, &shown).await?;
+    value_of(body, &shown, max)
+}
+
+/// The body of a response, refused past `max` bytes.
+pub async fn read_capped(
+    mut resp: reqwest::Response,
+    max: usize,
+    shown: &str,
+) -> Result<Vec<u8>, String> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(format!("{shown}: answer is longer than {max} bytes"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
         .await
-        .map_err(|e| format!("{shown}: {}", reqwest_reason(&e)))?;
-    value_of(body.to_vec(), &shown)
+        .map_err(|e| format!("{shown}: {}", reqwest_reason(&e)))?
+    {
+        if body.len() + chunk.len() > max {
+            return Err(format!("{shown}: answer is longer than {max} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// The innermost cause of a request error, without the URL (which may
@@ -487,9 +533,9 @@ pub fn reqwest_reason(e: &reqwest::Error) -> String {
     }
 }
 
-fn value_of(bytes: Vec<u8>, what: &str) -> Result<String, String> {
-    if bytes.len() > MAX_VALUE {
-        return Err(format!("{what}: answer is longer than {MAX_VALUE} bytes"));
+fn value_of(bytes: Vec<u8>, what: &str, max: usize) -> Result<String, String> {
+    if bytes.len() > max {
+        return Err(format!("{what}: answer is longer than {max} bytes"));
     }
     let text = String::from_utf8(bytes).map_err(|_| format!("{what}: answer is not UTF-8"))?;
     Ok(text.trim_end_matches(['\n', '\r']).to_string())
@@ -528,6 +574,27 @@ mod tests {
         assert_eq!(
             s("${nope}").unwrap_err().to_string(),
             "variable $nope is not set"
+        );
+    }
+
+    #[test]
+    fn values_in_a_target_query_stay_one_value() {
+        let look = |n: &str| match n {
+            "host" => Some("ingest.example".to_string()),
+            "key" => Some("a&b%c".to_string()),
+            _ => None,
+        };
+        let t = substitute_target("srt://$host:9000?streamid=$key&latency=200", &look).unwrap();
+        assert_eq!(
+            t,
+            "srt://ingest.example:9000?streamid=a%26b%25c&latency=200"
+        );
+        let parsed = fieldcast_media::output::Target::parse(&t).unwrap();
+        let fieldcast_media::output::Target::Srt(srt) = parsed;
+        assert_eq!(srt.streamid.as_deref(), Some("a&b%c"));
+        assert_eq!(
+            substitute_target("srt://$host:1", &look).unwrap(),
+            "srt://ingest.example:1"
         );
     }
 

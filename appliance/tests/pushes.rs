@@ -345,7 +345,12 @@ exec = ["{ended}"]
         p["target"].as_str().unwrap().contains("streamid=***"),
         "{p}"
     );
-    let all = rig.mqtt.all_payloads();
+    let all: String = rig
+        .mqtt
+        .all_payloads()
+        .lines()
+        .filter(|l| !l.contains("/cmd/"))
+        .collect();
     assert!(!all.contains("5f3a"), "the rewritten key leaked over MQTT");
     let events = rig.mqtt.events(&rig.topic("events"));
     assert!(
@@ -978,7 +983,13 @@ schedule = {{ ics = "{ics}", ics_refresh_s = 10 }}
             },
         )
         .await;
-    assert!(!rig.mqtt.all_payloads().contains("var-secret"));
+    let published: String = rig
+        .mqtt
+        .all_payloads()
+        .lines()
+        .filter(|l| !l.contains("/cmd/"))
+        .collect();
+    assert!(!published.contains("var-secret"), "{published}");
 }
 
 /// Wildcard streams: `cam+ball` and `cam+smpte` started over MQTT share
@@ -1155,4 +1166,116 @@ async fn a_config_reload_restarts_only_the_changed_output() {
             .count(),
         2
     );
+}
+
+/// What MQTT may not do on a device with the default `[control]`: read a
+/// file as a calendar outside the calendar directory, attach handlers that
+/// decide where pushes go, run programs; and secrets it may not read back:
+/// a secret variable's value, URL tokens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_cannot_read_files_redirect_pushes_or_read_secrets() {
+    let _g = serial().await;
+    let mut rig = Rig::start(DEV, "").await;
+    let r = rig
+        .cmd(
+            "push.add",
+            r#"{"id":"c","stream":"main","kind":"scheduled","target":"srt://h:1","schedule":{"ics":"/etc/passwd"}}"#,
+        )
+        .await;
+    assert_eq!(r["error"]["code"], "forbidden", "{r}");
+    assert_eq!(r["error"]["field"], "schedule.ics", "{r}");
+    let r = rig
+        .cmd(
+            "push.add",
+            &format!(
+                r#"{{"id":"c","stream":"main","kind":"scheduled","target":"srt://h:1","schedule":{{"ics":"{}/calendars/../pushes.json"}}}}"#,
+                rig.path("data").display()
+            ),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], "forbidden", "{r}");
+    // Inside the calendar directory, or a URL: fine.
+    rig.ok(
+        "push.add",
+        &format!(
+            r#"{{"id":"c","stream":"main","kind":"scheduled","enabled":false,"target":"srt://h:1","schedule":{{"ics":"{}/calendars/ob.ics"}}}}"#,
+            rig.path("data").display()
+        ),
+    )
+    .await;
+    let r = rig
+        .cmd(
+            "trigger.set",
+            r#"{"on":"push_rewrite","handlers":[{"url":"http://127.0.0.1:9/steal","blocking":true}]}"#,
+        )
+        .await;
+    assert_eq!(r["error"]["code"], "forbidden", "{r}");
+    let r = rig
+        .cmd(
+            "trigger.set",
+            r#"{"on":"push_start","handlers":[{"url":"http://127.0.0.1:9/x"}]}"#,
+        )
+        .await;
+    assert_eq!(r["error"]["code"], "forbidden", "{r}");
+    let r = rig
+        .cmd(
+            "trigger.set",
+            r#"{"on":"push_end","handlers":[{"exec":["/bin/true"]}]}"#,
+        )
+        .await;
+    assert_eq!(r["error"]["code"], "forbidden", "{r}");
+
+    rig.ok(
+        "var.set",
+        r#"{"name":"key","value":"k3y-very-secret","secret":true}"#,
+    )
+    .await;
+    rig.ok(
+        "var.set",
+        r#"{"name":"slot","url":"http://127.0.0.1:9/slot?token=url-secret","interval_s":3600}"#,
+    )
+    .await;
+    let vars = rig.ok("var.list", "").await;
+    assert_eq!(vars["result"]["variables"]["key"]["value"], "***", "{vars}");
+    let export = rig.ok("config.export", "").await;
+    let text = export.to_string();
+    assert!(
+        !text.contains("k3y-very-secret") && !text.contains("url-secret"),
+        "{text}"
+    );
+    let r = rig
+        .cmd(
+            "config.import",
+            &format!(r#"{{"config":{}}}"#, export["result"]["config"]),
+        )
+        .await;
+    assert_eq!(r["error"]["code"], "invalid_argument", "{r}");
+    assert!(
+        r["error"]["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("config.variables["),
+        "{r}"
+    );
+    // Nothing the device published shows it (our own requests aside).
+    let published: String = rig
+        .mqtt
+        .all_payloads()
+        .lines()
+        .filter(|l| !l.contains("/cmd/"))
+        .collect();
+    assert!(!published.contains("k3y-very-secret"), "{published}");
+    // A hostile stream pattern is refused by name, not run.
+    let r = rig
+        .cmd(
+            "push.add",
+            &format!(
+                r#"{{"id":"i","stream":"main","target":"srt://h:1","inhibit":["{}x"]}}"#,
+                "*".repeat(200)
+            ),
+        )
+        .await;
+    assert_eq!(r["error"]["field"], "inhibit[0]", "{r}");
+    let r = rig.cmd("stream.start", r#"{"name":"main+a b"}"#).await;
+    assert_eq!(r["error"]["field"], "name", "{r}");
 }

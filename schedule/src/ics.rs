@@ -130,11 +130,12 @@ fn read_events(text: &str) -> Result<Vec<Event>, ScheduleError> {
     // A server error page or a redirect's body is the usual wrong text.
     match lines.first() {
         Some((_, first)) if first.trim().eq_ignore_ascii_case("BEGIN:VCALENDAR") => {}
-        Some((no, first)) => {
-            let shown: String = first.chars().take(60).collect();
+        // Its text is not quoted: whatever was read instead of a calendar
+        // (a file named by mistake, an error page) may hold anything.
+        Some((no, _)) => {
             return Err(ScheduleError::new(
                 FIELD,
-                format!("not an iCalendar file: line {no} is \"{shown}\", not BEGIN:VCALENDAR"),
+                format!("not an iCalendar file: line {no} is not BEGIN:VCALENDAR"),
             ));
         }
         None => {

@@ -9,7 +9,7 @@ use fieldcast_media::output::Target;
 use fieldcast_schedule::{Schedule, ScheduleDef};
 use serde::{Deserialize, Serialize};
 
-use super::rules::Rule;
+use super::rules::{Rule, check_pattern};
 use crate::error::ConfigError;
 
 /// How a push decides when to run (after MistServer's push kinds).
@@ -150,12 +150,13 @@ impl PushDef {
             r.validate(&field(&format!("rules[{i}]")))?;
         }
         for (i, p) in self.inhibit.iter().enumerate() {
-            if p.is_empty() || p.len() > 128 {
-                return Err(ConfigError::new(
-                    field(&format!("inhibit[{i}]")),
-                    format!("'{p}' is not a stream pattern"),
-                ));
-            }
+            check_pattern(&field(&format!("inhibit[{i}]")), p)?;
+        }
+        if self.inhibit.len() > 32 {
+            return Err(ConfigError::new(field("inhibit"), "at most 32 patterns"));
+        }
+        if self.rules.len() > 32 {
+            return Err(ConfigError::new(field("rules"), "at most 32 rules"));
         }
         let schedule = match &self.schedule {
             Some(s) => Some(

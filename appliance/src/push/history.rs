@@ -34,6 +34,14 @@ impl History {
         }
     }
 
+    /// Keeps at most `capacity` entries from now on (the oldest go first).
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity.max(1);
+        while self.entries.len() > self.capacity {
+            self.entries.pop_front();
+        }
+    }
+
     pub fn record(&mut self, ts: f64, push: &str, what: &'static str, detail: impl Into<String>) {
         if self.entries.len() == self.capacity {
             self.entries.pop_front();

@@ -148,13 +148,52 @@ pub fn stream_matches(pattern: &str, stream: &str) -> bool {
     glob(pattern.as_bytes(), stream.as_bytes())
 }
 
+/// Glob match with `*` and `?`, iterative with one backtrack point: time
+/// linear in the lengths whatever the pattern (a recursive matcher is
+/// exponential in the number of stars, and patterns come over MQTT).
 fn glob(p: &[u8], s: &[u8]) -> bool {
-    match (p.first(), s.first()) {
-        (None, None) => true,
-        (Some(b'*'), _) => glob(&p[1..], s) || (!s.is_empty() && glob(p, &s[1..])),
-        (Some(b'?'), Some(_)) => glob(&p[1..], &s[1..]),
-        (Some(a), Some(b)) if a == b => glob(&p[1..], &s[1..]),
-        _ => false,
+    let (mut pi, mut si) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while si < s.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, si));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c == s[si] => {
+                pi += 1;
+                si += 1;
+            }
+            _ => match star {
+                // Let the last star eat one more character.
+                Some((sp, ss)) => {
+                    pi = sp + 1;
+                    si = ss + 1;
+                    star = Some((sp, ss + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+/// A stream pattern as config and commands may give it.
+pub fn check_pattern(field: &str, p: &str) -> Result<(), ConfigError> {
+    let ok = !p.is_empty()
+        && p.len() <= 128
+        && p.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '+' | '*' | '?'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ConfigError::new(
+            field,
+            format!(
+                "'{}' is not a stream pattern (a name, name+ for its wildcard streams, or a glob with * and ?)",
+                p.chars().take(140).collect::<String>()
+            ),
+        ))
     }
 }
 
@@ -253,5 +292,20 @@ mod tests {
         assert!(stream_matches("cam*", "camera"));
         assert!(stream_matches("c?m", "cam"));
         assert!(!stream_matches("c?m", "cm"));
+        assert!(stream_matches("*", "anything+1"));
+        assert!(stream_matches("a*b*c", "aXXbYYc"));
+        assert!(!stream_matches("a*b*c", "aXXbYY"));
+        assert!(stream_matches("*main", "main"));
+        assert!(check_pattern("inhibit[0]", "cam+").is_ok());
+        assert!(check_pattern("inhibit[0]", "a b").is_err());
+    }
+
+    #[test]
+    fn hostile_patterns_are_cheap() {
+        // Thousands of stars against a long name: answered at once.
+        let p = format!("{}x", "*".repeat(2000));
+        let t = std::time::Instant::now();
+        assert!(!stream_matches(&p, &"a".repeat(64)));
+        assert!(t.elapsed() < std::time::Duration::from_millis(100));
     }
 }

@@ -41,14 +41,17 @@ pub struct Facts<'a> {
 pub enum Hold {
     /// Stopped by the operator, or defined disabled.
     Stopped(String),
-    /// Waiting for something that will come by itself.
+    /// Its stream is offline (a one-shot push that was running ends).
+    Offline(String),
+    /// Waiting for something else that will come by itself: a window, a
+    /// rule, an inhibiting stream to go away.
     Waiting(String),
 }
 
 impl Hold {
     pub fn why(&self) -> &str {
         match self {
-            Hold::Stopped(w) | Hold::Waiting(w) => w,
+            Hold::Stopped(w) | Hold::Offline(w) | Hold::Waiting(w) => w,
         }
     }
 }
@@ -61,7 +64,7 @@ pub fn decide(def: &PushDef, f: &Facts) -> Result<(), Hold> {
         _ => {}
     }
     if !f.live_streams.contains(f.stream) {
-        return Err(Hold::Waiting(format!("stream {} is offline", f.stream)));
+        return Err(Hold::Offline(format!("stream {} is offline", f.stream)));
     }
     if let Some(blocker) = def.inhibit.iter().find_map(|p| {
         f.live_streams
@@ -133,6 +136,9 @@ pub enum After {
     Ended,
     /// A one-shot push whose output failed.
     Failed,
+    /// An auto or scheduled push whose output ended by itself (it never
+    /// should): held back, then started again.
+    Retry,
 }
 
 /// The push state machine: from where a push is and what [`decide`] says,
@@ -147,13 +153,17 @@ pub fn step(now: &Now, decision: Result<(), Hold>, kind: PushKind) -> Next {
             },
             Ok(()),
         ) => Next::Stop {
-            then: After::Failed,
+            then: if kind == PushKind::Push {
+                After::Failed
+            } else {
+                After::Retry
+            },
             reason: reason.clone(),
         },
         (Now::Running { .. }, Ok(())) | (Now::Preparing, Ok(())) => Next::Nothing,
         (Now::Running { .. }, Err(hold)) => {
             let reason = hold.why().to_string();
-            let then = if kind == PushKind::Push && matches!(hold, Hold::Waiting(_)) {
+            let then = if kind == PushKind::Push && matches!(hold, Hold::Offline(_)) {
                 After::Ended
             } else {
                 After::Idle(hold)
@@ -247,7 +257,7 @@ mod tests {
         assert_eq!(decide(&d, &facts(0, &on, None, &no_vars)), Ok(()));
         assert_eq!(
             decide(&d, &facts(0, &off, None, &no_vars)),
-            Err(Hold::Waiting("stream main is offline".into()))
+            Err(Hold::Offline("stream main is offline".into()))
         );
         let mut f = facts(0, &on, None, &no_vars);
         f.mark = Mark::Stopped;
@@ -376,7 +386,7 @@ mod tests {
     fn state_machine() {
         use PushKind::{Auto, Push, Scheduled};
         let outside = || Hold::Waiting("outside its schedule; no window ahead".into());
-        let offline = || Hold::Waiting("stream main is offline".into());
+        let offline = || Hold::Offline("stream main is offline".into());
         // A rule flipping while the output waits out a reconnect backoff
         // (still Running as far as the scheduler is concerned) stops it.
         assert_eq!(
@@ -449,6 +459,29 @@ mod tests {
             }
         );
         assert_eq!(step(&Now::Finished, Ok(()), Push), Next::Nothing);
+        // A one-shot push held back by an inhibiting stream is held, not
+        // ended; an auto push whose output ended by itself is retried.
+        let inhibited = Hold::Waiting("inhibited while stream backup is live".into());
+        assert_eq!(
+            step(&Now::Running { failed: None }, Err(inhibited.clone()), Push),
+            Next::Stop {
+                then: After::Idle(inhibited.clone()),
+                reason: inhibited.why().into()
+            }
+        );
+        assert_eq!(
+            step(
+                &Now::Running {
+                    failed: Some("task ended".into())
+                },
+                Ok(()),
+                Auto
+            ),
+            Next::Stop {
+                then: After::Retry,
+                reason: "task ended".into()
+            }
+        );
         // An auto push whose stream goes offline waits for it.
         assert_eq!(
             step(&Now::Running { failed: None }, Err(offline()), Auto),

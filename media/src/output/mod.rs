@@ -330,15 +330,6 @@ async fn next_command(cmd: &mut mpsc::Receiver<Command>) -> Interrupt {
     }
 }
 
-/// Waits for a stop, ignoring reconnect requests (nothing is connected).
-async fn next_stop(cmd: &mut mpsc::Receiver<Command>) -> Option<oneshot::Sender<()>> {
-    loop {
-        if let Interrupt::Stop(done) = next_command(cmd).await {
-            return done;
-        }
-    }
-}
-
 impl From<Interrupt> for SessionEnd {
     fn from(i: Interrupt) -> Self {
         match i {
@@ -419,9 +410,17 @@ async fn run(
                     reason,
                     retry_in_s: delay.as_secs_f64(),
                 });
+                // A network change during the wait means the next attempt
+                // has a new path to try: go at once, from the first step.
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    done = next_stop(&mut task.cmd) => return task.stopped(done),
+                    i = next_command(&mut task.cmd) => match i {
+                        Interrupt::Stop(done) => return task.stopped(done),
+                        Interrupt::Reconnect(why) => {
+                            info!(output = %task.spec.id, reason = %why, "retrying at once");
+                            attempt = 0;
+                        }
+                    },
                 }
             }
         }

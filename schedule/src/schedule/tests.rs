@@ -705,7 +705,7 @@ END:VCALENDAR
         for (text, needle) in [
             (
                 "<html><body>Not found</body></html>",
-                "not an iCalendar file: line 1 is \"<html><body>Not found</body></html>\"",
+                "not an iCalendar file: line 1 is not BEGIN:VCALENDAR",
             ),
             ("", "not an iCalendar file: it is empty"),
             (
