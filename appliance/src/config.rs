@@ -224,44 +224,19 @@ impl Settings {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Broker {
-    pub host: String,
-    pub port: u16,
-    pub tls: bool,
-}
+pub use crate::broker_url::Broker;
 
-impl Broker {
-    pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        // Quote the URL without any user information: it may hold a
-        // password, and this message goes to logs and replies.
-        let shown = match (text.split_once("://"), text.rfind('@')) {
-            (Some((scheme, _)), Some(at)) => format!("{scheme}://…{}", &text[at..]),
-            _ => text.to_string(),
-        };
-        if shown != text {
-            return Err(ConfigError::new(
-                "mqtt.url",
-                "carries credentials; put them in mqtt.username and mqtt.password",
-            ));
-        }
-        let bad = |why: &str| ConfigError::new("mqtt.url", format!("'{shown}' {why}"));
-        let url = url::Url::parse(text).map_err(|e| bad(&format!("is not a URL ({e})")))?;
-        let tls = match url.scheme() {
-            "mqtt" | "tcp" => false,
-            "mqtts" | "ssl" => true,
-            _ => return Err(bad("must start with mqtt:// or mqtts://")),
-        };
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| bad("has no host"))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
-        Ok(Broker { host, port, tls })
-    }
+/// `[mqtt] url`, parsed as the CLI parses `--broker`.
+fn parse_broker(text: &str) -> Result<Broker, ConfigError> {
+    Broker::parse(text).map_err(|e| {
+        ConfigError::new(
+            "mqtt.url",
+            e.replace(
+                "give the user name and password apart",
+                "put them in mqtt.username and mqtt.password",
+            ),
+        )
+    })
 }
 
 impl Config {
@@ -312,7 +287,7 @@ impl Config {
         .map_err(|e| ConfigError::new("device.board", e.to_string()))?;
 
         let m = &self.mqtt;
-        let broker = Broker::parse(&m.url)?;
+        let broker = parse_broker(&m.url)?;
         if m.prefix.is_empty()
             || m.prefix.starts_with('/')
             || m.prefix.ends_with('/')

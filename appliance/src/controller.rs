@@ -1720,14 +1720,9 @@ impl Controller {
         if inside {
             Ok(())
         } else {
-            let field = if at.is_empty() {
-                "schedule.ics".to_string()
-            } else {
-                format!("{at}.schedule.ics")
-            };
             Err(ApiError::field(
                 Code::Forbidden,
-                field,
+                crate::error::field_at(at, "schedule.ics"),
                 format!(
                     "over MQTT a calendar is an http(s) URL or a file in {}",
                     dir.display()

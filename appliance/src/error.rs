@@ -3,6 +3,16 @@
 use serde::Serialize;
 use thiserror::Error;
 
+/// The path of field `f` of an entry at `at` (`outputs[0]` → `outputs[0].f`;
+/// an MQTT command's own fields have no prefix).
+pub fn field_at(at: &str, f: &str) -> String {
+    if at.is_empty() {
+        f.to_string()
+    } else {
+        format!("{at}.{f}")
+    }
+}
+
 /// A configuration value the daemon refuses: the field and why.
 #[derive(Clone, Debug, Error, PartialEq)]
 #[error("{field}: {message}")]

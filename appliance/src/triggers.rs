@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tracing::warn;
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, field_at};
 use crate::push::rules::stream_matches;
 use crate::vars::{self, check_http_url, shown_url};
 
@@ -119,13 +119,7 @@ fn default_timeout() -> u64 {
 
 impl HandlerDef {
     pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
-        let field = |f: &str| {
-            if at.is_empty() {
-                f.to_string()
-            } else {
-                format!("{at}.{f}")
-            }
-        };
+        let field = |f: &str| field_at(at, f);
         match (&self.exec, &self.url) {
             (Some(_), Some(_)) | (None, None) => {
                 return Err(ConfigError::new(

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, field_at};
 
 /// Names the daemon fills in itself; none can be defined by a user.
 pub const BUILTINS: &[&str] = &[
@@ -98,13 +98,7 @@ impl VarDef {
 
     /// `at` is the field path (`variables[2]`, or empty for a command).
     pub fn validate(&self, at: &str) -> Result<(), ConfigError> {
-        let field = |f: &str| {
-            if at.is_empty() {
-                f.to_string()
-            } else {
-                format!("{at}.{f}")
-            }
-        };
+        let field = |f: &str| field_at(at, f);
         check_var_name(&field("name"), &self.name)?;
         if BUILTINS.contains(&self.name.as_str()) {
             return Err(ConfigError::new(

@@ -345,13 +345,10 @@ exec = ["{ended}"]
         p["target"].as_str().unwrap().contains("streamid=***"),
         "{p}"
     );
-    let all: String = rig
-        .mqtt
-        .all_payloads()
-        .lines()
-        .filter(|l| !l.contains("/cmd/"))
-        .collect();
-    assert!(!all.contains("5f3a"), "the rewritten key leaked over MQTT");
+    assert!(
+        !rig.mqtt.published().contains("5f3a"),
+        "the rewritten key leaked over MQTT"
+    );
     let events = rig.mqtt.events(&rig.topic("events"));
     assert!(
         events
@@ -983,12 +980,7 @@ schedule = {{ ics = "{ics}", ics_refresh_s = 10 }}
             },
         )
         .await;
-    let published: String = rig
-        .mqtt
-        .all_payloads()
-        .lines()
-        .filter(|l| !l.contains("/cmd/"))
-        .collect();
+    let published = rig.mqtt.published();
     assert!(!published.contains("var-secret"), "{published}");
 }
 
@@ -1258,12 +1250,7 @@ async fn mqtt_cannot_read_files_redirect_pushes_or_read_secrets() {
         "{r}"
     );
     // Nothing the device published shows it (our own requests aside).
-    let published: String = rig
-        .mqtt
-        .all_payloads()
-        .lines()
-        .filter(|l| !l.contains("/cmd/"))
-        .collect();
+    let published = rig.mqtt.published();
     assert!(!published.contains("k3y-very-secret"), "{published}");
     // A hostile stream pattern is refused by name, not run.
     let r = rig

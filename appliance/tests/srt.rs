@@ -167,12 +167,7 @@ async fn wrong_passphrase_is_an_output_error() {
     assert_eq!(s["result"]["inputs"][0]["state"], "running", "{s}");
     // The secret went nowhere. (Our own request on cmd/ carries it, of
     // course: skip that topic.)
-    let all: String = rig
-        .mqtt
-        .all_payloads()
-        .lines()
-        .filter(|l| !l.contains("/cmd/"))
-        .collect();
+    let all = rig.mqtt.published();
     assert!(!all.contains("a-wrong-passphrase") && !all.contains("the-right-passphrase"));
     assert!(!rig.daemon.log_text().contains("a-wrong-passphrase"));
 }

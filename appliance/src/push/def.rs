@@ -10,7 +10,7 @@ use fieldcast_schedule::{Schedule, ScheduleDef};
 use serde::{Deserialize, Serialize};
 
 use super::rules::{Rule, check_pattern};
-use crate::error::ConfigError;
+use crate::error::{ConfigError, field_at};
 
 /// How a push decides when to run (after MistServer's push kinds).
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
@@ -87,13 +87,7 @@ impl PushDef {
     /// Checks the push against the streams that exist; `at` is its field
     /// path (`outputs[0]`, or empty for an MQTT command).
     pub fn validate(&self, at: &str, streams: &BTreeSet<String>) -> Result<ValidPush, ConfigError> {
-        let field = |f: &str| {
-            if at.is_empty() {
-                f.to_string()
-            } else {
-                format!("{at}.{f}")
-            }
-        };
+        let field = |f: &str| field_at(at, f);
         check_name(&field("id"), &self.id).map_err(ConfigError::from_capture)?;
         let base = self.stream.split('+').next().unwrap_or_default();
         let suffix_ok = self

@@ -585,9 +585,9 @@ impl Mqtt {
         m
     }
 
-    /// Sends `payload` to `topic` and waits for the reply with our
-    /// correlation data.
-    pub async fn request(&mut self, topic: &str, payload: &str) -> Value {
+    /// Publishes a request with our response topic and a new correlation
+    /// id, which it returns.
+    async fn publish_request(&mut self, topic: &str, payload: &str) -> Bytes {
         self.next += 1;
         let corr = Bytes::from(format!("req-{}", self.next));
         let props = PublishProperties {
@@ -599,6 +599,13 @@ impl Mqtt {
             .publish_with_properties(topic, QoS::AtLeastOnce, false, payload.to_string(), props)
             .await
             .unwrap();
+        corr
+    }
+
+    /// Sends `payload` to `topic` and waits for the reply with our
+    /// correlation data.
+    pub async fn request(&mut self, topic: &str, payload: &str) -> Value {
+        let corr = self.publish_request(topic, payload).await;
         let end = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
             let r = tokio::time::timeout_at(end, self.replies.recv())
@@ -614,17 +621,7 @@ impl Mqtt {
     /// Sends `payload` to `topic` (a group topic) and collects every reply
     /// with our correlation data for `wait`.
     pub async fn request_all(&mut self, topic: &str, payload: &str, wait: Duration) -> Vec<Value> {
-        self.next += 1;
-        let corr = Bytes::from(format!("req-{}", self.next));
-        let props = PublishProperties {
-            response_topic: Some(self.reply_topic.clone()),
-            correlation_data: Some(corr.clone()),
-            ..Default::default()
-        };
-        self.client
-            .publish_with_properties(topic, QoS::AtLeastOnce, false, payload.to_string(), props)
-            .await
-            .unwrap();
+        let corr = self.publish_request(topic, payload).await;
         let end = tokio::time::Instant::now() + wait;
         let mut out = Vec::new();
         while let Ok(Some(r)) = tokio::time::timeout_at(end, self.replies.recv()).await {
@@ -633,6 +630,16 @@ impl Mqtt {
             }
         }
         out
+    }
+
+    /// Every message the device published (our own requests left out), one
+    /// per line: what a secret must never appear in.
+    pub fn published(&self) -> String {
+        self.all_payloads()
+            .lines()
+            .filter(|l| !l.contains("/cmd/"))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     /// The last message seen on `topic`.

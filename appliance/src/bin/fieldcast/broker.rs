@@ -3,57 +3,24 @@
 
 use crate::error::CliError;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Broker {
-    pub host: String,
-    pub port: u16,
-    pub tls: bool,
-}
-
-impl Broker {
-    /// `host:port`, as error messages name the broker.
-    pub fn address(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
-}
+// One parser for the daemon's `[mqtt] url` and this `--broker`.
+#[path = "../../broker_url.rs"]
+mod broker_url;
+pub use broker_url::Broker;
 
 impl TryFrom<&str> for Broker {
     type Error = CliError;
 
     fn try_from(text: &str) -> Result<Self, CliError> {
-        // A URL with user information may carry a password, and this
-        // message is printed: refuse it without quoting it.
-        if text
-            .split_once("://")
-            .is_some_and(|(_, rest)| rest.split('/').next().unwrap_or("").contains('@'))
-        {
-            return Err(CliError::usage(
-                "--broker: the URL carries credentials; give --username and FIELDCAST_PASSWORD instead",
-            ));
-        }
-        let bad = |why: &str| CliError::usage(format!("--broker: '{text}' {why}"));
-        let url = url::Url::parse(text).map_err(|e| bad(&format!("is not a URL ({e})")))?;
-        let tls = match url.scheme() {
-            "mqtt" | "tcp" => false,
-            "mqtts" | "ssl" => true,
-            _ => return Err(bad("must start with mqtt:// or mqtts://")),
-        };
-        if !matches!(url.path(), "" | "/") || url.query().is_some() {
-            return Err(bad("has a path or query; only host and port are used"));
-        }
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| bad("has no host"))?
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string();
-        let port = url.port().unwrap_or(if tls { 8883 } else { 1883 });
-        Ok(Broker { host, port, tls })
+        Broker::parse(text).map_err(|e| {
+            CliError::usage(format!(
+                "--broker: {}",
+                e.replace(
+                    "give the user name and password apart",
+                    "give --username and FIELDCAST_PASSWORD instead"
+                )
+            ))
+        })
     }
 }
 

@@ -97,15 +97,8 @@ pub async fn to_device(
         Some(_) => {}
     }
 
-    let topic = topics.command(&Addressee::Device(device.to_string()), &req.command);
-    let correlation = Bytes::from(session::token());
-    s.request(
-        topic.clone(),
-        req.payload.clone(),
-        reply_topic.clone(),
-        correlation.clone(),
-    )
-    .await?;
+    let to = Addressee::Device(device.to_string());
+    let (topic, correlation) = publish(s, topics, &to, req, &reply_topic).await?;
     let deadline = Instant::now() + s.timeout;
     loop {
         match s.next(deadline).await? {
@@ -153,15 +146,8 @@ pub async fn to_group(
     let reply_topic = topics.reply(&session::token());
     s.subscribe(std::slice::from_ref(&reply_topic), &mut Vec::new())
         .await?;
-    let topic = topics.command(&Addressee::Group(group.to_string()), &req.command);
-    let correlation = Bytes::from(session::token());
-    s.request(
-        topic.clone(),
-        req.payload.clone(),
-        reply_topic.clone(),
-        correlation.clone(),
-    )
-    .await?;
+    let to = Addressee::Group(group.to_string());
+    let (topic, correlation) = publish(s, topics, &to, req, &reply_topic).await?;
     let deadline = Instant::now() + s.timeout;
     let mut replies: Vec<Reply> = Vec::new();
     while let Some(a) = s.next(deadline).await? {
@@ -196,6 +182,27 @@ pub async fn to_group(
     }
     replies.sort_by(|a, b| a.sender().cmp(b.sender()));
     Ok(replies)
+}
+
+/// Publishes `req` to its command topic with our reply topic and a new
+/// correlation id (MQTT 5 request/response); returns both to match with.
+async fn publish(
+    s: &mut Session,
+    topics: &Topics,
+    to: &Addressee,
+    req: &Request,
+    reply_topic: &str,
+) -> Result<(String, Bytes), CliError> {
+    let topic = topics.command(to, &req.command);
+    let correlation = Bytes::from(session::token());
+    s.request(
+        topic.clone(),
+        req.payload.clone(),
+        reply_topic.to_string(),
+        correlation.clone(),
+    )
+    .await?;
+    Ok((topic, correlation))
 }
 
 fn check_puback(
