@@ -20,6 +20,8 @@ PACKAGES=(
   curl ca-certificates procps
   # test certificates for the MQTT-over-TLS tests
   openssl
+  # `ip`: the network-change tests make links in a namespace of their own
+  iproute2
 )
 
 missing=()

@@ -744,8 +744,28 @@ async fn network_change_body() {
     rig.wait_push("wan", "live").await;
     rig.wait_history("local", "start", 1).await;
     let t0 = Instant::now();
-    for args in [
+    // A new link: dummy where the kernel has it, else ifb or a veth pair
+    // (all behave the same here: an interface that comes up).
+    let added = [
+        vec!["link", "add", "wan1", "type", "dummy"],
         vec!["link", "add", "wan1", "type", "ifb"],
+        vec![
+            "link", "add", "wan1", "type", "veth", "peer", "name", "wan1p",
+        ],
+    ]
+    .iter()
+    .any(|args| {
+        std::process::Command::new("ip")
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    assert!(
+        added,
+        "no virtual link type (dummy, ifb, veth) in this kernel"
+    );
+    for args in [
         vec!["link", "set", "wan1", "up"],
         vec!["addr", "add", "10.77.0.2/24", "dev", "wan1"],
     ] {
