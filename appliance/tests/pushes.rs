@@ -910,17 +910,10 @@ url = "{end}"
 }
 
 /// A URL variable drives a rule, and a scheduled push takes its windows
-/// from an .ics calendar file.
+/// from an .ics calendar on a web server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_url_variable_and_an_ics_calendar_drive_pushes() {
     let _g = serial().await;
-    let answer = Arc::new(Mutex::new("off".to_string()));
-    let a = answer.clone();
-    let hook =
-        HttpHook::start(move |_, _, _| (200, format!("{}\n", a.lock().unwrap()), Duration::ZERO))
-            .await;
-    let dir = tempfile::tempdir().unwrap();
-    let ics = dir.path().join("calendar.ics");
     let now = jiff::Timestamp::now().as_second();
     let ical = |t: i64| {
         jiff::Timestamp::from_second(t)
@@ -928,15 +921,22 @@ async fn a_url_variable_and_an_ics_calendar_drive_pushes() {
             .strftime("%Y%m%dT%H%M%SZ")
             .to_string()
     };
-    std::fs::write(
-        &ics,
-        format!(
-            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:ob-1\r\nDTSTAMP:{s}\r\nDTSTART:{s}\r\nDTEND:{e}\r\nSUMMARY:Outside broadcast\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
-            s = ical(now + 6),
-            e = ical(now + 11)
-        ),
-    )
-    .unwrap();
+    let calendar = format!(
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:ob-1\r\nDTSTAMP:{s}\r\nDTSTART:{s}\r\nDTEND:{e}\r\nSUMMARY:Outside broadcast\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+        s = ical(now + 6),
+        e = ical(now + 11)
+    );
+    let answer = Arc::new(Mutex::new("off".to_string()));
+    let a = answer.clone();
+    // One web service: the slot variable and the calendar.
+    let hook = HttpHook::start(move |_, path, _| {
+        if path.starts_with("/calendar.ics") {
+            (200, calendar.clone(), Duration::ZERO)
+        } else {
+            (200, format!("{}\n", a.lock().unwrap()), Duration::ZERO)
+        }
+    })
+    .await;
     let (p1, p2) = (free_port(), free_port());
     let extra = format!(
         r#"
@@ -960,7 +960,7 @@ target = "srt://127.0.0.1:{p2}"
 schedule = {{ ics = "{ics}", ics_refresh_s = 10 }}
 "#,
         url = hook.url("/slot?key=var-secret"),
-        ics = ics.display()
+        ics = hook.url("/calendar.ics?feed=ob")
     );
     let mut rig = Rig::start(DEV, &extra).await;
     let _r1 = srt_receiver(p1, None, &rig.path("url.ts"));
@@ -1206,15 +1206,33 @@ async fn mqtt_cannot_read_files_redirect_pushes_or_read_secrets() {
         )
         .await;
     assert_eq!(r["error"]["code"], "forbidden", "{r}");
-    // Inside the calendar directory, or a URL: fine.
+    // Inside the calendar directory: fine, and read.
+    let cal_dir = rig.path("data/calendars");
+    std::fs::create_dir_all(&cal_dir).unwrap();
+    std::fs::write(
+        cal_dir.join("ob.ics"),
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nBEGIN:VEVENT\r\nUID:1\r\nDTSTART;TZID=Europe/Amsterdam:20270105T180000\r\nDTEND;TZID=Europe/Amsterdam:20270105T200000\r\nRRULE:FREQ=WEEKLY;COUNT=3\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+    )
+    .unwrap();
     rig.ok(
         "push.add",
         &format!(
-            r#"{{"id":"c","stream":"main","kind":"scheduled","enabled":false,"target":"srt://h:1","schedule":{{"ics":"{}/calendars/ob.ics"}}}}"#,
-            rig.path("data").display()
+            r#"{{"id":"c","stream":"main","kind":"scheduled","enabled":false,"target":"srt://h:1","schedule":{{"timezone":"Europe/Amsterdam","ics":"{}/ob.ics"}}}}"#,
+            cal_dir.display()
         ),
     )
     .await;
+    let mut preview = Value::Null;
+    for _ in 0..50 {
+        preview = rig.cmd("schedule.preview", r#"{"id":"c","count":5}"#).await;
+        if preview["ok"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let w = preview["result"]["windows"].as_array().unwrap();
+    assert_eq!(w.len(), 3, "{preview}");
+    assert_eq!(w[0]["start"], "2027-01-05T18:00:00+01:00", "{preview}");
     let r = rig
         .cmd(
             "trigger.set",
@@ -1285,4 +1303,47 @@ async fn mqtt_cannot_read_files_redirect_pushes_or_read_secrets() {
     assert_eq!(r["error"]["field"], "inhibit[0]", "{r}");
     let r = rig.cmd("stream.start", r#"{"name":"main+a b"}"#).await;
     assert_eq!(r["error"]["field"], "name", "{r}");
+}
+
+/// A push with `inhibit` yields while a stream it names is live: a
+/// fallback path that gives way when the main camera comes up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inhibit_holds_a_push_back_while_another_stream_is_live() {
+    let _g = serial().await;
+    let port = free_port();
+    let extra = format!(
+        r#"
+[[inputs]]
+name = "cam"
+template = true
+video = {{ source = "test-pattern", pattern = "$wildcard", clock_overlay = false }}
+audio = {{ source = "none" }}
+encode = {{ width = 320, height = 180, framerate = 15, bitrate_kbps = 300, gop_frames = 15 }}
+
+[[outputs]]
+id = "fallback"
+stream = "main"
+target = "srt://127.0.0.1:{port}"
+inhibit = ["cam+"]
+"#
+    );
+    let mut rig = Rig::start(DEV, &extra).await;
+    let _rx = srt_receiver(port, None, &rig.path("fallback.ts"));
+    rig.wait_push("fallback", "live").await;
+    rig.ok("stream.start", r#"{"name":"cam+ball"}"#).await;
+    rig.mqtt
+        .wait_for("the fallback to yield", Duration::from_secs(20), |m| {
+            m.push_state(DEV, "fallback").is_some_and(|p| {
+                p["state"] == "waiting" && p["reason"] == "inhibited while stream cam+ball is live"
+            })
+        })
+        .await;
+    rig.ok("stream.stop", r#"{"name":"cam+ball"}"#).await;
+    rig.wait_history("fallback", "live", 2).await;
+    let h = rig.history("fallback").await;
+    assert!(
+        h.iter()
+            .any(|e| e.0 == "stop" && e.1 == "inhibited while stream cam+ball is live"),
+        "{h:?}"
+    );
 }
