@@ -65,6 +65,10 @@ cat <<MSG
   Stop it:
     mosquitto_rr -h 127.0.0.1 -p $MQTT_PORT -t fieldcast/demo/cmd/push.stop -e demo/replies -m '{"id":"second"}'
 
+  Or with the operator CLI (docs/cli.md):
+    ./target/release/fieldcast --broker mqtt://127.0.0.1:$MQTT_PORT state demo
+    ./target/release/fieldcast --broker mqtt://127.0.0.1:$MQTT_PORT watch demo
+
   The MQTT contract: docs/mqtt.md. Ctrl-C stops the demo.
 
 MSG

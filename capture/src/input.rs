@@ -170,10 +170,8 @@ async fn run(
         let delay = backoff.delay_random(attempt);
         let reason = format!("{}: {reason}", source_label(&spec));
         warn!(input = %spec.name, %reason, retry_in = ?delay, "input failed");
-        let _ = events.send(InputEvent::InputLost {
-            input: spec.name.clone(),
-            reason: reason.clone(),
-        });
+        // The state first, then the event: whoever hears of the loss must
+        // find the state that says so.
         status.send_modify(|s| {
             s.restarts += 1;
             s.last_error = Some(reason.clone());
@@ -181,10 +179,14 @@ async fn run(
         set_state(
             &status,
             InputState::Error {
-                reason,
+                reason: reason.clone(),
                 retry_at: unix_now() + delay.as_secs_f64(),
             },
         );
+        let _ = events.send(InputEvent::InputLost {
+            input: spec.name.clone(),
+            reason,
+        });
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = &mut stop => {
@@ -374,8 +376,8 @@ async fn session(
                         frames = n;
                         if last_frame_at.is_none() {
                             info!(input = %spec.name, "input live");
-                            let _ = events.send(InputEvent::InputLive { input: spec.name.clone() });
                             set_state(status, InputState::Running);
+                            let _ = events.send(InputEvent::InputLive { input: spec.name.clone() });
                         }
                         last_frame_at = Some(now);
                     }

@@ -578,12 +578,14 @@ async fn session(task: &mut Task) -> SessionEnd {
                     });
                     match verdict {
                         Verdict::Live => {
-                            if !matches!(task.status.borrow().state, OutputState::Live) {
+                            let news = !matches!(task.status.borrow().state, OutputState::Live);
+                            was_live = true;
+                            // The state first: whoever hears the event finds it.
+                            task.set_state(OutputState::Live);
+                            if news {
                                 info!(output = %id, "output live");
                                 task.event(OutputEvent::OutputLive { id: id.clone() });
                             }
-                            was_live = true;
-                            task.set_state(OutputState::Live);
                         }
                         Verdict::Connecting => task.set_state(OutputState::Connecting),
                         Verdict::Waiting => task.set_state(OutputState::Waiting),
