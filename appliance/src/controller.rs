@@ -843,16 +843,7 @@ impl Controller {
                         After::Idle(hold) => Phase::Idle(hold),
                         After::Ended => Phase::Ended(reason.clone()),
                         After::Failed => Phase::Failed(reason.clone()),
-                        After::Retry => {
-                            let p = self.pushes.get_mut(&id).expect("present");
-                            p.holds += 1;
-                            let delay = self.hold_backoff.delay_random(p.holds);
-                            Phase::Held {
-                                until: Instant::now() + delay,
-                                retry_at: unix_now() + delay.as_secs_f64(),
-                                why: reason.clone(),
-                            }
-                        }
+                        After::Retry => self.held(&id, &reason).0,
                     };
                     self.end_push(&id, phase, &reason).await;
                 }
@@ -972,15 +963,24 @@ impl Controller {
             self.publish_event(json!({"event": "push_refused", "id": id, "reason": why}));
             return;
         }
+        let (held, delay) = self.held(id, &why);
+        warn!(push = %id, reason = %why, retry_in = ?delay, "push not started");
+        self.pushes.get_mut(id).expect("present").set_phase(held);
+        self.publish_event(json!({"event": "push_refused", "id": id, "reason": why, "retry_in_s": delay.as_secs_f64()}));
+    }
+
+    /// The next `Held` phase of a push that could not run, after one more
+    /// step of its backoff.
+    fn held(&mut self, id: &str, why: &str) -> (Phase, Duration) {
+        let p = self.pushes.get_mut(id).expect("present");
         p.holds += 1;
         let delay = self.hold_backoff.delay_random(p.holds);
-        warn!(push = %id, reason = %why, retry_in = ?delay, "push not started");
-        p.set_phase(Phase::Held {
+        let phase = Phase::Held {
             until: Instant::now() + delay,
             retry_at: unix_now() + delay.as_secs_f64(),
-            why: why.clone(),
-        });
-        self.publish_event(json!({"event": "push_refused", "id": id, "reason": why, "retry_in_s": delay.as_secs_f64()}));
+            why: why.to_string(),
+        };
+        (phase, delay)
     }
 
     fn finish_start(&mut self, prepared: Prepared) {
