@@ -1190,11 +1190,7 @@ async fn group_commands_reach_every_real_device() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wildcard_streams_from_the_cli() {
     let _g = serial().await;
-    let rig = Rig::start(
-        DEV,
-        "[[inputs]]\nname = \"cam\"\ntemplate = true\nvideo = { source = \"test-pattern\", pattern = \"$wildcard\", clock_overlay = false }\naudio = { source = \"none\" }\nencode = { width = 320, height = 180, framerate = 15, bitrate_kbps = 300, gop_frames = 15 }\n",
-    )
-    .await;
+    let rig = Rig::start(DEV, CAM_TEMPLATE).await;
     let port = rig.broker.port;
     let r = ok(port, &["stream", "start", DEV, "cam+ball"]).await;
     assert_eq!(r.stdout.trim(), "cam+ball: started", "{r}");

@@ -1014,14 +1014,7 @@ async fn wildcard_streams_share_their_base_configuration() {
     let _g = serial().await;
     let port = free_port();
     let extra = format!(
-        r#"
-[[inputs]]
-name = "cam"
-template = true
-video = {{ source = "test-pattern", pattern = "$wildcard", clock_overlay = false }}
-audio = {{ source = "none" }}
-encode = {{ width = 320, height = 180, framerate = 15, bitrate_kbps = 300, gop_frames = 15 }}
-
+        r#"{CAM_TEMPLATE}
 [[outputs]]
 id = "each"
 stream = "cam+"
@@ -1312,14 +1305,7 @@ async fn inhibit_holds_a_push_back_while_another_stream_is_live() {
     let _g = serial().await;
     let port = free_port();
     let extra = format!(
-        r#"
-[[inputs]]
-name = "cam"
-template = true
-video = {{ source = "test-pattern", pattern = "$wildcard", clock_overlay = false }}
-audio = {{ source = "none" }}
-encode = {{ width = 320, height = 180, framerate = 15, bitrate_kbps = 300, gop_frames = 15 }}
-
+        r#"{CAM_TEMPLATE}
 [[outputs]]
 id = "fallback"
 stream = "main"

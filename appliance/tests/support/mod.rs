@@ -312,6 +312,17 @@ pub struct Daemon {
     pub log: PathBuf,
 }
 
+/// A template input for wildcard streams, small and cheap: `cam+ball`
+/// shows videotestsrc's "ball" pattern (the suffix fills `$wildcard`).
+pub const CAM_TEMPLATE: &str = r#"
+[[inputs]]
+name = "cam"
+template = true
+video = { source = "test-pattern", pattern = "$wildcard", clock_overlay = false }
+audio = { source = "none" }
+encode = { width = 320, height = 180, framerate = 15, bitrate_kbps = 300, gop_frames = 15 }
+"#;
+
 /// A small, cheap input for tests: 640x360 at 30 fps, 1 s GOP.
 pub fn config(device: &str, broker_port: u16, data_dir: &Path, extra: &str) -> String {
     format!(
