@@ -16,6 +16,9 @@ PACKAGES=(
   mosquitto mosquitto-clients
   # real SRT peers and media checks for tests and the demo
   srt-tools ffmpeg
+  # RTMP receiver for the RTMP tests (nginx with the RTMP module) and the
+  # TLS front that makes it an RTMPS server
+  nginx-light libnginx-mod-rtmp stunnel4
   # misc used by scripts
   curl ca-certificates procps
   # test certificates for the MQTT-over-TLS tests

@@ -32,6 +32,17 @@ pub struct Config {
     pub pushes: PushesConfig,
     #[serde(default)]
     pub control: ControlConfig,
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+/// TLS trust of outputs (RTMPS and WHIP over HTTPS).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM file of extra CAs to trust besides the system's, for ingest
+    /// servers with certificates from a private CA.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// How the scheduler runs pushes.
@@ -215,6 +226,7 @@ pub struct Settings {
     pub triggers: Vec<HandlerDef>,
     pub pushes: PushesConfig,
     pub control: ControlConfig,
+    pub tls: TlsConfig,
     pub timezone: jiff::tz::TimeZone,
 }
 
@@ -398,6 +410,10 @@ impl Config {
                 format!("{} is outside 10..=100000", self.pushes.history),
             ));
         }
+        if let Some(ca) = &self.tls.ca_file {
+            fieldcast_media::tls::check_ca_file(ca)
+                .map_err(|e| ConfigError::new("tls.ca_file", e))?;
+        }
         Ok(Settings {
             device: self.device,
             mqtt: self.mqtt,
@@ -409,6 +425,7 @@ impl Config {
             triggers,
             pushes: self.pushes,
             control: self.control,
+            tls: self.tls,
             timezone,
         })
     }

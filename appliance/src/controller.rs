@@ -20,7 +20,6 @@ use fieldcast_capture::{InputHandle, InputSpec, InputState};
 use fieldcast_media::backoff::Backoff;
 use fieldcast_media::netwatch::NetChange;
 use fieldcast_media::output::{self, OutputEvent, OutputHandle, OutputSpec, OutputState, Target};
-use fieldcast_media::srt::SrtMode;
 use fieldcast_media::{Stream, Track, unix_now};
 use fieldcast_schedule::Schedule;
 use rumqttc::v5::AsyncClient;
@@ -1008,9 +1007,7 @@ impl Controller {
             return self.hold(&id, format!("stream {} does not exist", p.def().stream));
         };
         let shown = target.redacted();
-        let dials = match &target {
-            Target::Srt(t) => t.mode != SrtMode::Listener,
-        };
+        let dials = target.dials();
         let mut spec = OutputSpec::new(id.clone(), stream.clone(), target);
         spec.retry = p.def().kind != PushKind::Push;
         info!(push = %id, target = %shown, rewritten, "starting push");
@@ -2496,7 +2493,12 @@ impl Controller {
                 obj.insert("frames_sent".into(), json!(s.frames_sent));
                 obj.insert("frames_dropped".into(), json!(s.frames_dropped));
                 obj.insert("bytes_sent".into(), json!(s.bytes_sent));
-                obj.insert("srt".into(), json!(s.srt));
+                if s.srt.is_some() {
+                    obj.insert("srt".into(), json!(s.srt));
+                }
+                if s.rtmp.is_some() {
+                    obj.insert("rtmp".into(), json!(s.rtmp));
+                }
             }
         }
         v
@@ -2634,6 +2636,7 @@ impl Controller {
                     "frames_dropped": s.frames_dropped,
                     "reconnects": s.reconnects,
                     "srt": s.srt,
+                    "rtmp": s.rtmp,
                 }),
             );
         }

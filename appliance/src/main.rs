@@ -52,6 +52,13 @@ fn main() -> ExitCode {
         eprintln!("fieldcastd: GStreamer failed to initialise: {e}");
         return ExitCode::FAILURE;
     }
+    if let Some(ca) = &settings.tls.ca_file {
+        let work = settings.device.data_dir.join("run");
+        if let Err(e) = fieldcast_media::tls::trust_extra_ca(ca, &work) {
+            eprintln!("fieldcastd: tls.ca_file: {e}");
+            return ExitCode::from(2);
+        }
+    }
     if args.check {
         for input in &settings.inputs {
             println!(

@@ -584,7 +584,9 @@ mod tests {
             "srt://ingest.example:9000?streamid=a%26b%25c&latency=200"
         );
         let parsed = fieldcast_media::output::Target::parse(&t).unwrap();
-        let fieldcast_media::output::Target::Srt(srt) = parsed;
+        let fieldcast_media::output::Target::Srt(srt) = parsed else {
+            panic!("an SRT target")
+        };
         assert_eq!(srt.streamid.as_deref(), Some("a&b%c"));
         assert_eq!(
             substitute_target("srt://$host:1", &look).unwrap(),

@@ -12,8 +12,10 @@ pub mod frame;
 pub mod netwatch;
 pub mod output;
 pub mod pipeline_util;
+pub mod rtmp;
 pub mod srt;
 pub mod stream;
+pub mod tls;
 
 pub use error::Error;
 

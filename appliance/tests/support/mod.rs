@@ -833,3 +833,205 @@ impl Drop for HttpHook {
         self.task.abort();
     }
 }
+
+pub fn openssl(dir: &Path, args: &[&str]) {
+    let ok = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed")
+        .success();
+    assert!(ok, "openssl {args:?}");
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate.
+pub fn make_certs(dir: &Path) {
+    let days = ["-days", "2"];
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=fieldcast test CA",
+            days[0],
+            days[1],
+        ],
+    );
+    for (name, extra) in [
+        ("server", "subjectAltName=IP:127.0.0.1"),
+        ("client", "subjectAltName=DNS:broker-test"),
+    ] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                &format!("/CN={name}"),
+            ],
+        );
+        std::fs::write(dir.join(format!("{name}.ext")), format!("{extra}\n")).unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-extfile",
+                &format!("{name}.ext"),
+                days[0],
+                days[1],
+            ],
+        );
+    }
+}
+
+/// nginx with the RTMP module, on loopback: application `live` takes
+/// publishes and records each one to `dir/rec/<key>.flv`, and acknowledges
+/// every 64 KiB (`ack_window`), so acknowledgement-based liveness reacts in
+/// about a second. Anything in `extra` goes into the `live` application
+/// (`on_publish` and so on).
+pub struct Nginx {
+    pub proc: Proc,
+    pub port: u16,
+    pub rec: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl Nginx {
+    pub fn start(dir: &Path, extra: &str) -> Nginx {
+        Nginx::start_on(dir, free_port(), extra)
+    }
+
+    pub fn start_on(dir: &Path, port: u16, extra: &str) -> Nginx {
+        let dir = dir.join(format!("nginx-{port}"));
+        let rec = dir.join("rec");
+        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        std::fs::create_dir_all(&rec).unwrap();
+        let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+        assert!(
+            Path::new(module).exists(),
+            "libnginx-mod-rtmp is installed (scripts/install-deps.sh)"
+        );
+        let conf = dir.join("nginx.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                r#"load_module {module};
+daemon off;
+master_process off;
+worker_processes 1;
+error_log {dir}/logs/error.log info;
+pid {dir}/nginx.pid;
+events {{ worker_connections 64; }}
+rtmp {{
+    server {{
+        listen 127.0.0.1:{port};
+        chunk_size 4096;
+        ack_window 65536;
+        application live {{
+            live on;
+            record all;
+            record_path {rec};
+            record_unique off;
+            {extra}
+        }}
+    }}
+}}
+"#,
+                dir = dir.display(),
+                rec = rec.display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new("nginx")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nginx is installed");
+        wait_until("nginx to listen", Duration::from_secs(10), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Nginx {
+            proc: Proc {
+                child,
+                name: "nginx".into(),
+            },
+            port,
+            rec,
+            dir,
+        }
+    }
+
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("logs/error.log")).unwrap_or_default()
+    }
+
+    /// The recording nginx made of stream `key`.
+    pub fn recording(&self, key: &str) -> PathBuf {
+        self.rec.join(format!("{key}.flv"))
+    }
+
+    pub fn url(&self, key: &str) -> String {
+        format!("rtmp://127.0.0.1:{}/live/{key}", self.port)
+    }
+}
+
+/// stunnel terminating TLS on `port` (certificate `cert`, key `key`) and
+/// passing the plain stream to `127.0.0.1:to`: an RTMPS front for nginx, as
+/// RTMPS ingest is commonly built.
+pub fn tls_front(dir: &Path, port: u16, to: u16, cert: &Path, key: &Path) -> Proc {
+    let conf = dir.join(format!("stunnel-{port}.conf"));
+    std::fs::write(
+        &conf,
+        format!(
+            "foreground = yes\npid =\nsyslog = no\ndebug = 3\noutput = {dir}/stunnel-{port}.log\n\
+             [rtmps]\naccept = 127.0.0.1:{port}\nconnect = 127.0.0.1:{to}\ncert = {cert}\nkey = {key}\n",
+            dir = dir.display(),
+            cert = cert.display(),
+            key = key.display(),
+        ),
+    )
+    .unwrap();
+    let child = Command::new("stunnel4")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("stunnel4 is installed");
+    wait_until("stunnel to listen", Duration::from_secs(10), || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    Proc {
+        child,
+        name: "stunnel".into(),
+    }
+}

@@ -11,6 +11,7 @@
 //! `watch` of the latest status out. Stopping cancels the task and waits for
 //! its pipeline to reach NULL.
 
+mod link;
 pub mod liveness;
 mod pipeline;
 
@@ -28,10 +29,12 @@ use tracing::{debug, info, warn};
 use crate::backoff::Backoff;
 use crate::frame::{EncodedFrame, Track};
 use crate::pipeline_util::{change_state, error_reason, pending_error};
+use crate::rtmp::{RtmpStats, RtmpTarget};
 use crate::srt::{SrtStats, SrtTarget};
 use crate::stream::Stream;
 use crate::unix_now;
-use liveness::{Liveness, LivenessConfig, Verdict};
+use link::Link;
+use liveness::{LivenessConfig, Verdict};
 pub use pipeline::Built;
 
 /// Where an output sends its stream.
@@ -39,6 +42,7 @@ pub use pipeline::Built;
 #[serde(tag = "protocol", rename_all = "lowercase")]
 pub enum Target {
     Srt(SrtTarget),
+    Rtmp(RtmpTarget),
 }
 
 impl Target {
@@ -48,11 +52,12 @@ impl Target {
         let scheme = text.split("://").next().unwrap_or("");
         match scheme {
             "srt" => Ok(Target::Srt(SrtTarget::try_from(text)?)),
+            "rtmp" | "rtmps" => Ok(Target::Rtmp(RtmpTarget::try_from(text)?)),
             _ if !text.contains("://") => Err(crate::Error::Target(
-                "is not a URL (expected srt://host:port?…)".into(),
+                "is not a URL (expected srt://host:port?… or rtmp://host/app/key)".into(),
             )),
             other => Err(crate::Error::Target(format!(
-                "protocol '{other}' is not supported (supported: srt)"
+                "protocol '{other}' is not supported (supported: srt, rtmp, rtmps)"
             ))),
         }
     }
@@ -61,6 +66,16 @@ impl Target {
     pub fn redacted(&self) -> String {
         match self {
             Target::Srt(t) => t.redacted(),
+            Target::Rtmp(t) => t.redacted(),
+        }
+    }
+
+    /// Whether the output dials out (and so should dial again when the
+    /// network under it changes). A listener waits to be called.
+    pub fn dials(&self) -> bool {
+        match self {
+            Target::Srt(t) => t.mode != crate::srt::SrtMode::Listener,
+            Target::Rtmp(_) => true,
         }
     }
 }
@@ -149,6 +164,7 @@ pub struct OutputStatus {
     pub bytes_sent: u64,
     pub frames_dropped: u64,
     pub srt: Option<SrtStats>,
+    pub rtmp: Option<RtmpStats>,
 }
 
 impl Default for OutputStatus {
@@ -163,6 +179,7 @@ impl Default for OutputStatus {
             bytes_sent: 0,
             frames_dropped: 0,
             srt: None,
+            rtmp: None,
         }
     }
 }
@@ -430,17 +447,7 @@ async fn run(
 /// One connection attempt, from building the pipeline to its end.
 async fn session(task: &mut Task) -> SessionEnd {
     let id = task.spec.id.clone();
-    let Target::Srt(target) = &task.spec.target;
-    // A caller of a listener should see a picture at once, not at the end
-    // of the GOP: ask the encoder for a keyframe (the feeder holds back
-    // until it comes).
-    let weak = Arc::downgrade(&task.spec.stream);
-    let on_caller = move || {
-        if let Some(stream) = weak.upgrade() {
-            stream.request_keyframe();
-        }
-    };
-    let built = match pipeline::build_srt(&id, target, task.spec.stream.tracks(), on_caller) {
+    let built = match link::build(&id, &task.spec.target, &task.spec.stream) {
         Ok(b) => b,
         Err(e) => {
             return SessionEnd::Failed {
@@ -515,14 +522,10 @@ async fn session(task: &mut Task) -> SessionEnd {
         }
 
         let playing_since = Instant::now();
-        let explain = |raw: String, acked: bool| {
-            crate::srt::explain_failure(&raw, target, playing_since.elapsed(), acked)
-        };
-        let mut liveness = Liveness::new(task.spec.liveness.clone(), Instant::now());
+        let mut link = Link::new(&task.spec.target, &task.spec.liveness, Instant::now());
         let mut was_live = false;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let listener = matches!(target.mode, crate::srt::SrtMode::Listener);
 
         loop {
             tokio::select! {
@@ -531,6 +534,7 @@ async fn session(task: &mut Task) -> SessionEnd {
                 i = next_command(&mut task.cmd) => {
                     if matches!(i, Interrupt::Stop(_)) {
                         finish(&built, &mut bus).await;
+                        link.drain(&built).await;
                     }
                     break 'session i.into();
                 }
@@ -538,7 +542,7 @@ async fn session(task: &mut Task) -> SessionEnd {
                     let Some(msg) = msg else { break 'session SessionEnd::Failed { reason: "pipeline bus closed".into(), was_live } };
                     match msg.view() {
                         gst::MessageView::Error(e) => {
-                            let reason = explain(error_reason(e), was_live || liveness.acked());
+                            let reason = link.explain(&error_reason(e), playing_since.elapsed(), was_live || link.acked());
                             break 'session SessionEnd::Failed { reason, was_live };
                         }
                         gst::MessageView::Eos(_) => {
@@ -560,18 +564,18 @@ async fn session(task: &mut Task) -> SessionEnd {
                         break 'session SessionEnd::InputRestarted;
                     }
                     if let Err(reason) = feeder.push(frame) {
-                        let reason = explain(pending_error(&mut bus).unwrap_or(reason), was_live || liveness.acked());
+                        let raw = pending_error(&mut bus).unwrap_or(reason);
+                        let reason = link.explain(&raw, playing_since.elapsed(), was_live || link.acked());
                         break 'session SessionEnd::Failed { reason, was_live };
                     }
                 }
                 _ = tick.tick() => {
-                    let stats = built.sink.property::<Option<gst::Structure>>("stats")
-                        .map(|s| SrtStats::from_structure(&s))
-                        .unwrap_or_default();
-                    let verdict = liveness.observe(Instant::now(), stats.acks_received, stats.packets_sent, stats.peers, listener);
+                    let mut status = task.status.borrow().clone();
+                    let verdict = link.observe(&built, Instant::now(), feeder.queued(), &mut status);
                     let now = task.done.plus(&feeder, &sub);
                     task.status.send_modify(|s| {
-                        s.srt = Some(stats);
+                        s.srt = status.srt.take();
+                        s.rtmp = status.rtmp.take();
                         s.frames_sent = now.frames;
                         s.bytes_sent = now.bytes;
                         s.frames_dropped = now.dropped;
@@ -622,8 +626,9 @@ impl Counters {
 
 /// Ends an output gracefully: end-of-stream through the pipeline makes the
 /// muxer flush what it holds (with `alignment=7` up to six TS packets, the
-/// tail of the last frame), so the receiver's last frame is whole. Bounded:
-/// a sink stuck on a dead peer does not hold up a stop.
+/// tail of the last frame), so the receiver's last frame is whole, and
+/// makes `rtmp2sink` send its stop commands. Bounded: a sink stuck on a
+/// dead peer does not hold up a stop.
 async fn finish(built: &Built, bus: &mut gst::bus::BusStream) {
     for src in [&built.video, &built.audio].into_iter().flatten() {
         let _ = src.end_of_stream();
@@ -639,25 +644,6 @@ async fn finish(built: &Built, bus: &mut gst::bus::BusStream) {
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(2), eos).await;
-    // libsrt paces what it sends and drops what is still queued when the
-    // socket closes (live mode lingers 0 s): wait until the sent count
-    // stops moving, so the muxer's last packets are on the wire.
-    let sent = || {
-        built
-            .sink
-            .property::<Option<gst::Structure>>("stats")
-            .map(|s| SrtStats::from_structure(&s).packets_sent)
-            .unwrap_or(0)
-    };
-    let deadline = Instant::now() + Duration::from_secs(2);
-    let mut last = sent();
-    let mut steady = 0;
-    while steady < 4 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = sent();
-        steady = if now == last { steady + 1 } else { 0 };
-        last = now;
-    }
 }
 
 /// Pushes frames into the output's `appsrc`s, dropping to the next keyframe
@@ -688,6 +674,12 @@ impl Feeder {
         }
     }
 
+    /// Bytes waiting in the `appsrc`s for the pipeline to take them.
+    fn queued(&self) -> u64 {
+        self.video.as_ref().map_or(0, |s| s.current_level_bytes())
+            + self.audio.as_ref().map_or(0, |s| s.current_level_bytes())
+    }
+
     fn push(&mut self, frame: EncodedFrame) -> Result<(), String> {
         let src = match frame.track {
             Track::Video => self.video.as_ref(),
@@ -705,8 +697,7 @@ impl Feeder {
             self.resync = true;
             return Ok(());
         }
-        let queued = self.video.as_ref().map_or(0, |s| s.current_level_bytes())
-            + self.audio.as_ref().map_or(0, |s| s.current_level_bytes());
+        let queued = self.queued();
         if queued > self.max_bytes {
             self.resync = true;
         }

@@ -7,6 +7,7 @@ use gst::prelude::*;
 
 use crate::error::Error;
 use crate::frame::Track;
+use crate::rtmp::RtmpTarget;
 use crate::srt::{SrtMode, SrtTarget};
 
 pub struct Built {
@@ -140,38 +141,17 @@ pub fn build_srt(
             reason: e.to_string(),
         })?;
 
-    let mut video = None;
-    let mut audio = None;
-    for track in tracks {
-        let name = match track {
-            Track::Video => "video",
-            Track::Audio => "audio",
-        };
-        let src = appsrc(name);
-        pipeline.add(&src).map_err(|e| Error::Pipeline {
-            output: output.into(),
-            reason: e.to_string(),
-        })?;
+    let (video, audio) = attach_tracks(output, &pipeline, tracks, |track, _| {
         // Request the muxer pad by hand: the caps are not known until the
         // first frame, so link-time pad matching cannot pick it.
         let pad = mux
             .request_pad_simple("sink_%d")
             .ok_or_else(|| Error::Pipeline {
                 output: output.into(),
-                reason: "mpegtsmux gave no sink pad".into(),
+                reason: format!("mpegtsmux gave no sink pad for {track:?}"),
             })?;
-        src.static_pad("src")
-            .expect("appsrc has a src pad")
-            .link(&pad)
-            .map_err(|e| Error::Pipeline {
-                output: output.into(),
-                reason: format!("linking {name}: {e:?}"),
-            })?;
-        match track {
-            Track::Video => video = Some(src),
-            Track::Audio => audio = Some(src),
-        }
-    }
+        Ok(pad)
+    })?;
     Ok(Built {
         pipeline,
         listener_peers,
@@ -179,4 +159,170 @@ pub fn build_srt(
         audio,
         sink,
     })
+}
+
+fn pipeline_error(output: &str, reason: impl ToString) -> Error {
+    Error::Pipeline {
+        output: output.into(),
+        reason: reason.to_string(),
+    }
+}
+
+/// Adds one `appsrc` per track and links it to the pad `sink_for` gives
+/// (after adding any elements it needs to the pipeline).
+fn attach_tracks(
+    output: &str,
+    pipeline: &gst::Pipeline,
+    tracks: &[Track],
+    mut sink_for: impl FnMut(Track, &gst::Pipeline) -> Result<gst::Pad, Error>,
+) -> Result<(Option<gst_app::AppSrc>, Option<gst_app::AppSrc>), Error> {
+    let mut video = None;
+    let mut audio = None;
+    for &track in tracks {
+        let name = match track {
+            Track::Video => "video",
+            Track::Audio => "audio",
+        };
+        let src = appsrc(name);
+        pipeline.add(&src).map_err(|e| pipeline_error(output, e))?;
+        let pad = sink_for(track, pipeline)?;
+        src.static_pad("src")
+            .expect("appsrc has a src pad")
+            .link(&pad)
+            .map_err(|e| pipeline_error(output, format!("linking {name}: {e:?}")))?;
+        match track {
+            Track::Video => video = Some(src),
+            Track::Audio => audio = Some(src),
+        }
+    }
+    Ok((video, audio))
+}
+
+/// `parser ! capsfilter` in front of a muxer pad, returning the parser's
+/// sink pad (where the `appsrc` links).
+fn parse_into(
+    output: &str,
+    pipeline: &gst::Pipeline,
+    parser: &str,
+    caps: &str,
+    name: &str,
+    pad: &gst::Pad,
+) -> Result<gst::Pad, Error> {
+    let parse = make(output, parser, &format!("{name}-parse"))?;
+    let filter = make(output, "capsfilter", &format!("{name}-caps"))?;
+    let caps: gst::Caps = caps
+        .parse()
+        .map_err(|_| pipeline_error(output, format!("bad caps {caps}")))?;
+    filter.set_property("caps", &caps);
+    pipeline
+        .add_many([&parse, &filter])
+        .and_then(|_| parse.link(&filter))
+        .map_err(|e| pipeline_error(output, e))?;
+    filter
+        .static_pad("src")
+        .expect("capsfilter has a src pad")
+        .link(pad)
+        .map_err(|e| pipeline_error(output, format!("linking {name} to the muxer: {e:?}")))?;
+    Ok(parse.static_pad("sink").expect("parsers have a sink pad"))
+}
+
+/// `appsrc(video) ! h264parse ! flvmux ! rtmp2sink` (+ `appsrc(audio) !
+/// aacparse ! mux`). FLV carries H.264 as AVC (length-prefixed NAL units,
+/// the parameter sets in the sequence header) and AAC raw with its
+/// AudioSpecificConfig: the parsers convert from the encoder's byte-stream
+/// and ADTS without touching the frame data's timing.
+pub fn build_rtmp(output: &str, target: &RtmpTarget, tracks: &[Track]) -> Result<Built, Error> {
+    let pipeline = gst::Pipeline::with_name(&format!("output-{output}"));
+    let mux = make(output, "flvmux", "mux")?;
+    // No seeking back to fill in the duration: this is a live stream.
+    mux.set_property("streamable", true);
+    // FLV needs its tags in timestamp order across tracks (flvmux clamps a
+    // late audio tag to the last video tag's time, which players read as a
+    // jump). With live sources, the aggregator only waits this long for a
+    // track that has no data yet before it sends the other alone. Audio and
+    // video leave the encoders a little apart, and a new output gets the
+    // cached GOP all at once with running times up to a GOP in the past, so
+    // the wait must cover a GOP. It only delays anything while one track
+    // has stopped.
+    mux.set_property("latency", gst::ClockTime::from_seconds(3).nseconds());
+    let sink = make(output, "rtmp2sink", "sink")?;
+    sink.set_property("host", &target.host);
+    sink.set_property("port", i32::from(target.port));
+    sink.set_property("application", &target.app);
+    // The key goes only into a property, never into a location string that
+    // GStreamer might log.
+    sink.set_property("stream", target.key());
+    sink.set_property_from_str("scheme", target.scheme());
+    if let Some(u) = &target.username {
+        sink.set_property("username", u);
+    }
+    if let Some(p) = target.password() {
+        sink.set_property("password", p);
+    }
+    // Bigger chunks than RTMP's 128-byte default: fewer chunk headers
+    // (about 0.7 % of the stream at 128), and every server takes them.
+    sink.set_property("chunk-size", 4096u32);
+    // The encoder paces the stream; the GOP a new output starts with goes
+    // out at once instead of waiting on the clock.
+    sink.set_property("sync", false);
+    sink.set_property("async", false);
+    pipeline
+        .add_many([&mux, &sink])
+        .and_then(|_| mux.link(&sink))
+        .map_err(|e| pipeline_error(output, e))?;
+    let (video, audio) = attach_tracks(output, &pipeline, tracks, |track, pipeline| {
+        let (template, parser, caps, name) = match track {
+            Track::Video => (
+                "video",
+                "h264parse",
+                "video/x-h264,stream-format=avc,alignment=au",
+                "video",
+            ),
+            Track::Audio => (
+                "audio",
+                "aacparse",
+                "audio/mpeg,mpegversion=4,stream-format=raw",
+                "audio",
+            ),
+        };
+        let pad = mux
+            .request_pad_simple(template)
+            .ok_or_else(|| pipeline_error(output, format!("flvmux gave no {template} pad")))?;
+        parse_into(output, pipeline, parser, caps, name, &pad)
+    })?;
+    Ok(Built {
+        pipeline,
+        listener_peers: None,
+        video,
+        audio,
+        sink,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every property set here has the type the element wants (GStreamer
+    /// panics on a mismatch), and the pipeline goes to READY.
+    #[test]
+    fn pipelines_build_and_reach_ready() {
+        gst::init().unwrap();
+        let tracks = [Track::Video, Track::Audio];
+        let rtmp = RtmpTarget::try_from("rtmps://user:pw@127.0.0.1:1/live/key").unwrap();
+        let b = build_rtmp("t", &rtmp, &tracks).unwrap();
+        assert_eq!(b.sink.property::<i32>("port"), 1);
+        assert_eq!(b.sink.property::<String>("stream"), "key");
+        b.pipeline.set_state(gst::State::Ready).unwrap();
+        b.pipeline.set_state(gst::State::Null).unwrap();
+        for t in [
+            "srt://127.0.0.1:1?mode=caller&passphrase=0123456789&latency=200&streamid=x",
+            "srt://:1?mode=listener",
+            "srt://127.0.0.1:1?mode=rendezvous&adapter=127.0.0.1",
+        ] {
+            let srt = SrtTarget::try_from(t).unwrap();
+            let b = build_srt("t", &srt, &tracks, || {}).unwrap();
+            b.pipeline.set_state(gst::State::Null).unwrap();
+        }
+    }
 }
