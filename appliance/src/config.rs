@@ -62,6 +62,10 @@ pub struct PushesConfig {
     /// Where calendar files of pushes added over MQTT must be (default
     /// `<data_dir>/calendars`); the config's own pushes may name any file.
     pub calendar_dir: Option<PathBuf>,
+    /// Where recordings added over MQTT must be written (default
+    /// `<data_dir>/recordings`); config-file recordings may go anywhere.
+    #[serde(default)]
+    pub recording_dir: Option<PathBuf>,
     /// Wildcard streams that may run at once (each is a capture and an
     /// encode of its own).
     #[serde(default = "default_wildcards")]
@@ -89,6 +93,7 @@ impl Default for PushesConfig {
             history: default_history(),
             reconnect_on_network_change: true,
             calendar_dir: None,
+            recording_dir: None,
             max_wildcard_streams: default_wildcards(),
         }
     }

@@ -20,6 +20,7 @@ use fieldcast_capture::{InputHandle, InputSpec, InputState};
 use fieldcast_media::backoff::Backoff;
 use fieldcast_media::netwatch::NetChange;
 use fieldcast_media::output::{self, OutputEvent, OutputHandle, OutputSpec, OutputState, Target};
+use fieldcast_media::record::RecordTarget;
 use fieldcast_media::{Stream, Track, unix_now};
 use fieldcast_schedule::Schedule;
 use rumqttc::v5::AsyncClient;
@@ -832,8 +833,9 @@ impl Controller {
                 Phase::Failed(_) | Phase::Ended(_) => Now::Finished,
             };
             let next = scheduler::step(&now_is, decision, def.kind);
-            let rendered = (next == Next::Start)
-                .then(|| vars::substitute_target(&def.target, &lookup).map_err(|e| e.to_string()));
+            let rendered = (next == Next::Start).then(|| {
+                vars::substitute_push_target(&def.target, &lookup).map_err(|e| e.to_string())
+            });
             drop(lookup);
             match next {
                 Next::Nothing => {}
@@ -1008,8 +1010,32 @@ impl Controller {
         };
         let shown = target.redacted();
         let dials = target.dials();
+        if let Target::Record(t) = &target {
+            let trusted = match p.origin {
+                Origin::Config => true,
+                Origin::Mqtt => false,
+                Origin::Wildcard => id
+                    .split_once('@')
+                    .and_then(|(parent, _)| self.pushes.get(parent))
+                    .is_some_and(|q| q.origin == Origin::Config),
+            };
+            if !trusted && !t.root.starts_with(self.recording_dir()) {
+                return self.hold(
+                    &id,
+                    format!(
+                        "recording directory {} is outside {}",
+                        t.root.display(),
+                        self.recording_dir().display()
+                    ),
+                );
+            }
+        }
         let mut spec = OutputSpec::new(id.clone(), stream.clone(), target);
         spec.retry = p.def().kind != PushKind::Push;
+        let tz = self.settings.timezone.clone();
+        spec.namer = Some(std::sync::Arc::new(move |template, at, index| {
+            vars::segment_name(template, at, index, &tz)
+        }));
         info!(push = %id, target = %shown, rewritten, "starting push");
         let handle = output::spawn(spec, self.output_events_tx.clone());
         let stream_name = p.def().stream.clone();
@@ -1329,6 +1355,26 @@ impl Controller {
                 }
             }
             OutputEvent::OutputStopped { .. } => {}
+            OutputEvent::RecordingSegment {
+                id,
+                file,
+                bytes,
+                duration_s,
+            } => {
+                self.history.record(
+                    unix_now(),
+                    &id,
+                    "segment",
+                    format!("{file} ({bytes} bytes, {duration_s:.1} s)"),
+                );
+                let stream = self.pushes.get(&id).map(|p| p.def().stream.clone());
+                self.run_handlers(
+                    Trigger::RecordingSegment,
+                    stream.as_deref(),
+                    json!({"event": "recording_segment", "id": id, "stream": stream,
+                           "file": file, "bytes": bytes, "duration_s": duration_s}),
+                );
+            }
         }
     }
 
@@ -1701,6 +1747,21 @@ impl Controller {
     /// may: read a calendar file outside the calendar directory (whoever
     /// can publish commands must not read the device's files).
     fn check_from_mqtt(&self, def: &PushDef, at: &str) -> Result<(), ApiError> {
+        if RecordTarget::is_recording(&def.target) {
+            let dir = self.recording_dir();
+            let inside =
+                RecordTarget::try_from(def.target.as_str()).is_ok_and(|t| t.root.starts_with(&dir));
+            if !inside {
+                return Err(ApiError::field(
+                    Code::Forbidden,
+                    crate::error::field_at(at, "target"),
+                    format!(
+                        "over MQTT a recording is written under {} (its directory must be fixed, not a variable)",
+                        dir.display()
+                    ),
+                ));
+            }
+        }
         let Some(ics) = def.schedule.as_ref().and_then(|s| s.ics.as_deref()) else {
             return Ok(());
         };
@@ -1726,6 +1787,14 @@ impl Controller {
                 ),
             ))
         }
+    }
+
+    fn recording_dir(&self) -> std::path::PathBuf {
+        self.settings
+            .pushes
+            .recording_dir
+            .clone()
+            .unwrap_or_else(|| self.settings.device.data_dir.join("recordings"))
     }
 
     fn calendar_dir(&self) -> std::path::PathBuf {
@@ -2499,6 +2568,9 @@ impl Controller {
                 if s.rtmp.is_some() {
                     obj.insert("rtmp".into(), json!(s.rtmp));
                 }
+                if s.recording.is_some() {
+                    obj.insert("recording".into(), json!(s.recording));
+                }
             }
         }
         v
@@ -2637,6 +2709,7 @@ impl Controller {
                     "reconnects": s.reconnects,
                     "srt": s.srt,
                     "rtmp": s.rtmp,
+                    "recording": s.recording,
                 }),
             );
         }

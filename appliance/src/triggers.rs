@@ -43,6 +43,8 @@ pub enum Trigger {
     ConfigChanged,
     /// A command or URL variable failed to refresh; it keeps its last value.
     VariableFailed,
+    /// A recording closed a segment file (MistServer's RECORDING_END).
+    RecordingSegment,
     SystemStart,
     SystemStop,
 }
@@ -57,6 +59,7 @@ pub const ALL: &[Trigger] = &[
     Trigger::InputRestored,
     Trigger::ConfigChanged,
     Trigger::VariableFailed,
+    Trigger::RecordingSegment,
     Trigger::SystemStart,
     Trigger::SystemStop,
 ];
@@ -73,6 +76,7 @@ impl Trigger {
             Trigger::InputRestored => "input_restored",
             Trigger::ConfigChanged => "config_changed",
             Trigger::VariableFailed => "variable_failed",
+            Trigger::RecordingSegment => "recording_segment",
             Trigger::SystemStart => "system_start",
             Trigger::SystemStop => "system_stop",
         }

@@ -290,6 +290,46 @@ pub fn substitute_target(
     ))
 }
 
+/// Fills in a push's target when it starts. A recording keeps its
+/// per-segment variables (`$datetime`, `$segment`, …) as `${name}`: they
+/// are filled in at each segment's first frame.
+pub fn substitute_push_target(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, UnsetVariable> {
+    if !fieldcast_media::record::RecordTarget::is_recording(text) {
+        return substitute_target(text, lookup);
+    }
+    let keep = |name: &str| {
+        if fieldcast_media::record::SEGMENT_VARIABLES.contains(&name) {
+            Some(format!("${{{name}}}"))
+        } else {
+            lookup(name)
+        }
+    };
+    substitute(text, &keep)
+}
+
+/// Names one segment of a recording: the time variables at `at` in `tz`
+/// and `$segment` (its number, from 1).
+pub fn segment_name(
+    template: &str,
+    at: std::time::SystemTime,
+    index: u64,
+    tz: &jiff::tz::TimeZone,
+) -> Result<String, String> {
+    let now = jiff::Timestamp::try_from(at).map_err(|e| e.to_string())?;
+    let clock = time_builtins(now, tz);
+    let look = |name: &str| {
+        if name == "segment" {
+            Some(index.to_string())
+        } else {
+            clock.get(name).cloned()
+        }
+    };
+    substitute(template, &look).map_err(|e| e.to_string())
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("variable ${0} is not set")]
 pub struct UnsetVariable(pub String);
@@ -569,6 +609,22 @@ mod tests {
             s("${nope}").unwrap_err().to_string(),
             "variable $nope is not set"
         );
+    }
+
+    #[test]
+    fn a_recording_keeps_its_segment_variables_until_each_segment() {
+        let look = |n: &str| match n {
+            "stream" => Some("main".to_string()),
+            "datetime" => Some("NOW".to_string()),
+            _ => None,
+        };
+        let t = substitute_push_target("/rec/$stream/$datetime-${segment}.ts?segment=10", &look)
+            .unwrap();
+        assert_eq!(t, "/rec/main/${datetime}-${segment}.ts?segment=10");
+        let tz = jiff::tz::TimeZone::get("Europe/Amsterdam").unwrap();
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_790_000_000);
+        let name = segment_name("/rec/main/${datetime}-${segment}.ts", at, 3, &tz).unwrap();
+        assert_eq!(name, "/rec/main/2026.09.21.16.13.20-3.ts");
     }
 
     #[test]

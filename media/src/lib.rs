@@ -12,6 +12,7 @@ pub mod frame;
 pub mod netwatch;
 pub mod output;
 pub mod pipeline_util;
+pub mod record;
 pub mod rtmp;
 pub mod srt;
 pub mod stream;

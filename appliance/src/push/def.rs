@@ -106,7 +106,12 @@ impl PushDef {
         }
         // A template is checked in full when it starts (after substitution);
         // its scheme can be checked now.
-        let checked = if self.target.contains('$') {
+        let checked = if fieldcast_media::record::RecordTarget::is_recording(&self.target) {
+            // A recording's path keeps its variables until each segment;
+            // any value will do to check the rest.
+            crate::vars::substitute(&self.target, &|_| Some("x".to_string()))
+                .unwrap_or_else(|_| self.target.clone())
+        } else if self.target.contains('$') {
             let scheme = self.target.split("://").next().unwrap_or("");
             format!("{scheme}://placeholder:1")
         } else {

@@ -32,6 +32,10 @@ pub fn build(output: &str, target: &Target, stream: &Arc<Stream>) -> Result<Buil
             pipeline::build_srt(output, t, stream.tracks(), on_caller)
         }
         Target::Rtmp(t) => pipeline::build_rtmp(output, t, stream.tracks()),
+        Target::Record(_) => Err(Error::Pipeline {
+            output: output.into(),
+            reason: "a recording has no network link".into(),
+        }),
     }
 }
 
@@ -58,6 +62,7 @@ impl<'a> Link<'a> {
                 target,
                 liveness: RtmpLiveness::new(RtmpLivenessConfig::default(), now),
             },
+            Target::Record(_) => unreachable!("recordings run their own session"),
         }
     }
 

@@ -14,6 +14,7 @@
 mod link;
 pub mod liveness;
 mod pipeline;
+pub mod recorder;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -29,6 +30,7 @@ use tracing::{debug, info, warn};
 use crate::backoff::Backoff;
 use crate::frame::{EncodedFrame, Track};
 use crate::pipeline_util::{change_state, error_reason, pending_error};
+use crate::record::RecordTarget;
 use crate::rtmp::{RtmpStats, RtmpTarget};
 use crate::srt::{SrtStats, SrtTarget};
 use crate::stream::Stream;
@@ -36,6 +38,7 @@ use crate::unix_now;
 use link::Link;
 use liveness::{LivenessConfig, Verdict};
 pub use pipeline::Built;
+pub use recorder::{RecordStats, SegmentNamer};
 
 /// Where an output sends its stream.
 #[derive(Clone, Debug, Serialize)]
@@ -43,21 +46,26 @@ pub use pipeline::Built;
 pub enum Target {
     Srt(SrtTarget),
     Rtmp(RtmpTarget),
+    /// Segmented MPEG-TS files on local storage.
+    Record(RecordTarget),
 }
 
 impl Target {
     /// Parses a target URL. Error messages never quote the query string,
     /// where secrets live.
     pub fn parse(text: &str) -> Result<Self, crate::Error> {
+        if RecordTarget::is_recording(text) {
+            return Ok(Target::Record(RecordTarget::try_from(text)?));
+        }
         let scheme = text.split("://").next().unwrap_or("");
         match scheme {
             "srt" => Ok(Target::Srt(SrtTarget::try_from(text)?)),
             "rtmp" | "rtmps" => Ok(Target::Rtmp(RtmpTarget::try_from(text)?)),
             _ if !text.contains("://") => Err(crate::Error::Target(
-                "is not a URL (expected srt://host:port?… or rtmp://host/app/key)".into(),
+                "is neither a URL nor an absolute path (expected srt://host:port?…, rtmp://host/app/key or /path/$datetime.ts)".into(),
             )),
             other => Err(crate::Error::Target(format!(
-                "protocol '{other}' is not supported (supported: srt, rtmp, rtmps)"
+                "protocol '{other}' is not supported (supported: srt, rtmp, rtmps, file)"
             ))),
         }
     }
@@ -67,6 +75,7 @@ impl Target {
         match self {
             Target::Srt(t) => t.redacted(),
             Target::Rtmp(t) => t.redacted(),
+            Target::Record(t) => t.redacted(),
         }
     }
 
@@ -76,6 +85,7 @@ impl Target {
         match self {
             Target::Srt(t) => t.mode != crate::srt::SrtMode::Listener,
             Target::Rtmp(_) => true,
+            Target::Record(_) => false,
         }
     }
 }
@@ -96,6 +106,9 @@ pub struct OutputSpec {
     /// Reconnect after a failure (auto and scheduled pushes). A one-shot
     /// push does not: its first failure ends it in [`OutputState::Failed`].
     pub retry: bool,
+    /// Names a recording's segments (fills in the time variables in the
+    /// device's time zone); without it only `${segment}` and `${unix}`.
+    pub namer: Option<SegmentNamer>,
 }
 
 impl OutputSpec {
@@ -109,6 +122,7 @@ impl OutputSpec {
             queue_frames: 512,
             max_pipeline_bytes: 16 * 1024 * 1024,
             retry: true,
+            namer: None,
         }
     }
 }
@@ -165,6 +179,7 @@ pub struct OutputStatus {
     pub frames_dropped: u64,
     pub srt: Option<SrtStats>,
     pub rtmp: Option<RtmpStats>,
+    pub recording: Option<RecordStats>,
 }
 
 impl Default for OutputStatus {
@@ -180,6 +195,7 @@ impl Default for OutputStatus {
             frames_dropped: 0,
             srt: None,
             rtmp: None,
+            recording: None,
         }
     }
 }
@@ -203,6 +219,13 @@ pub enum OutputEvent {
     OutputFailed {
         id: String,
         reason: String,
+    },
+    /// A recording closed a segment file.
+    RecordingSegment {
+        id: String,
+        file: String,
+        bytes: u64,
+        duration_s: f64,
     },
 }
 
@@ -320,6 +343,45 @@ impl Task {
         let _ = self.events.send(e);
     }
 
+    /// Live, and the event about it if that is news (the state first:
+    /// whoever hears the event finds it).
+    fn go_live(&self) {
+        let news = !matches!(self.status.borrow().state, OutputState::Live);
+        self.set_state(OutputState::Live);
+        if news {
+            info!(output = %self.spec.id, "output live");
+            self.event(OutputEvent::OutputLive {
+                id: self.spec.id.clone(),
+            });
+        }
+    }
+
+    /// Adds a finished part's counters (a recording's closed segment).
+    fn done_add(&mut self, frames: u64, bytes: u64, dropped: u64) {
+        self.done.frames += frames;
+        self.done.bytes += bytes;
+        self.done.dropped += dropped;
+    }
+
+    /// Publishes the counters: the finished parts plus `current` (frames,
+    /// bytes, dropped of the part running now) and what the subscription
+    /// dropped, and whatever `extra` sets.
+    fn report(
+        &self,
+        current: Option<(u64, u64, u64)>,
+        sub: &crate::stream::Subscription,
+        extra: impl FnOnce(&mut OutputStatus),
+    ) {
+        let (f, b, d) = current.unwrap_or_default();
+        let dropped = self.done.dropped + d + sub.dropped.load(Ordering::Relaxed);
+        self.status.send_modify(|s| {
+            s.frames_sent = self.done.frames + f;
+            s.bytes_sent = self.done.bytes + b;
+            s.frames_dropped = dropped;
+            extra(s);
+        });
+    }
+
     fn stopped(&self, done: Option<oneshot::Sender<()>>) {
         self.set_state(OutputState::Stopped);
         self.event(OutputEvent::OutputStopped {
@@ -374,7 +436,11 @@ async fn run(
         attempt += 1;
         task.status.send_modify(|s| s.attempts += 1);
         task.set_state(OutputState::Connecting);
-        match session(&mut task).await {
+        let end = match task.spec.target.clone() {
+            Target::Record(t) => recorder::session(&mut task, &t).await,
+            _ => session(&mut task).await,
+        };
+        match end {
             SessionEnd::Stopped(done) => return task.stopped(done),
             SessionEnd::InputRestarted => {
                 info!(output = %task.spec.id, "input restarted; following it");

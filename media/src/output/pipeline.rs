@@ -161,6 +161,38 @@ pub fn build_srt(
     })
 }
 
+/// `appsrc`s → `mpegtsmux` → `appsink`: a recording segment's pipeline.
+/// The appsink's callbacks (set by the caller) write what comes out.
+pub fn build_ts_to_appsink(output: &str, tracks: &[Track]) -> Result<Built, Error> {
+    let pipeline = gst::Pipeline::with_name(&format!("record-{output}"));
+    let mux = make(output, "mpegtsmux", "mux")?;
+    let sink = gst_app::AppSink::builder()
+        .name("sink")
+        // Write as fast as the muxer gives; the clock is for live sinks.
+        .sync(false)
+        .async_(false)
+        .enable_last_sample(false)
+        .max_buffers(0)
+        .build();
+    let sink: gst::Element = sink.upcast();
+    pipeline
+        .add_many([&mux, &sink])
+        .and_then(|_| mux.link(&sink))
+        .map_err(|e| pipeline_error(output, e))?;
+    let (video, audio) = attach_tracks(output, &pipeline, tracks, |track, _| {
+        mux.request_pad_simple("sink_%d").ok_or_else(|| {
+            pipeline_error(output, format!("mpegtsmux gave no sink pad for {track:?}"))
+        })
+    })?;
+    Ok(Built {
+        pipeline,
+        listener_peers: None,
+        video,
+        audio,
+        sink,
+    })
+}
+
 fn pipeline_error(output: &str, reason: impl ToString) -> Error {
     Error::Pipeline {
         output: output.into(),
