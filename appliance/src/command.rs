@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use fieldcast_schedule::ScheduleDef;
 
+use fieldcast_capture::settings::EncodeChange;
+
 use crate::error::{ApiError, Code};
 use crate::push::PushDef;
 use crate::store::Layer;
@@ -58,6 +60,16 @@ pub enum Command {
     StreamList,
     ConfigExport,
     ConfigImport(Box<Layer>),
+    EncoderSet {
+        input: String,
+        change: EncodeChange,
+    },
+    EncoderReset {
+        input: String,
+    },
+    EncoderKeyframe {
+        input: String,
+    },
 }
 
 /// Every command of the contract, for `unknown_command` replies and docs.
@@ -81,6 +93,9 @@ pub const COMMANDS: &[&str] = &[
     "stream.list",
     "config.export",
     "config.import",
+    "encoder.set",
+    "encoder.reset",
+    "encoder.keyframe",
 ];
 
 #[derive(Deserialize)]
@@ -137,6 +152,12 @@ struct IdArgs {
 #[serde(deny_unknown_fields)]
 struct NoArgs {}
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InputArgs {
+    input: String,
+}
+
 fn args<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, ApiError> {
     // An empty payload is an empty object: `mosquitto_rr -m ''` for commands
     // without arguments.
@@ -191,6 +212,41 @@ pub fn parse(name: &str, payload: &[u8]) -> Result<Command, ApiError> {
         "push.start" => args::<IdArgs>(payload).map(|a| Command::PushStart { id: a.id }),
         "push.stop" => args::<IdArgs>(payload).map(|a| Command::PushStop { id: a.id }),
         "push.list" => args::<NoArgs>(payload).map(|_| Command::PushList),
+        "encoder.set" => {
+            // `input` names the input; every other field is a setting.
+            let mut v: serde_json::Map<String, Value> = args(payload)?;
+            let input = match v.remove("input") {
+                Some(Value::String(s)) => s,
+                Some(_) => {
+                    return Err(ApiError::field(
+                        Code::InvalidArgument,
+                        "input",
+                        "must be a string",
+                    ));
+                }
+                None => {
+                    return Err(ApiError::field(
+                        Code::InvalidArgument,
+                        "input",
+                        "input: missing field `input`",
+                    ));
+                }
+            };
+            let change: EncodeChange = args(&serde_json::to_vec(&v).expect("a map serializes"))?;
+            if change.is_empty() {
+                return Err(ApiError::new(
+                    Code::InvalidArgument,
+                    "give at least one of width, height, framerate, bitrate_kbps, gop_frames, profile, audio_bitrate_kbps",
+                ));
+            }
+            Ok(Command::EncoderSet { input, change })
+        }
+        "encoder.reset" => {
+            args::<InputArgs>(payload).map(|a| Command::EncoderReset { input: a.input })
+        }
+        "encoder.keyframe" => {
+            args::<InputArgs>(payload).map(|a| Command::EncoderKeyframe { input: a.input })
+        }
         "push.history" => {
             let a = args::<HistoryArgs>(payload)?;
             if !(1..=1000).contains(&a.limit) {

@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use fieldcast_capture::input::InputEvent;
+use fieldcast_capture::settings::EncodeChange;
 use fieldcast_capture::{InputHandle, InputSpec, InputState};
 use fieldcast_media::backoff::Backoff;
 use fieldcast_media::netwatch::NetChange;
@@ -346,7 +347,17 @@ impl Controller {
         self
     }
 
-    fn spawn_input(&mut self, spec: InputSpec) {
+    fn spawn_input(&mut self, mut spec: InputSpec) {
+        // Encoder settings changed over MQTT survive a restart, as long as
+        // they still fit the config and the board.
+        if let Some(change) = self.persisted.encoders.get(&spec.name) {
+            match self.changed_encode(&spec, change, "") {
+                Ok(e) => spec.encode = e,
+                Err(e) => {
+                    warn!(input = %spec.name, error = %e.message, "saved encoder settings no longer apply; using the config's")
+                }
+            }
+        }
         let tracks: &[Track] = if spec.has_audio() {
             &[Track::Video, Track::Audio]
         } else {
@@ -361,6 +372,109 @@ impl Controller {
             self.input_events_tx.clone(),
         );
         self.inputs.insert(spec.name, handle);
+    }
+
+    fn no_input(&self, name: &str) -> ApiError {
+        ApiError::field(
+            Code::NotFound,
+            "input",
+            format!(
+                "'{name}' is not a running input (inputs: {})",
+                self.inputs.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        )
+    }
+
+    /// The config's settings of input `name` (a configured input or a
+    /// wildcard stream of a template), before changes over MQTT.
+    fn base_input_spec(&self, name: &str) -> Option<InputSpec> {
+        if name.contains('+') {
+            return self.wildcard_spec(name).ok();
+        }
+        self.settings
+            .inputs
+            .iter()
+            .find(|i| i.name == name && !i.template)
+            .cloned()
+    }
+
+    /// `change` applied to `base`'s encoding, checked against the board.
+    /// Errors name the setting (`bitrate_kbps`) prefixed by `at`.
+    fn changed_encode(
+        &self,
+        base: &InputSpec,
+        change: &EncodeChange,
+        at: &str,
+    ) -> Result<fieldcast_capture::settings::EncodeSettings, ApiError> {
+        let mut spec = base.clone();
+        spec.encode = change.apply(&base.encode);
+        spec.validate("", &self.settings.board).map_err(|e| {
+            let mut err = ApiError::from(ConfigError::from_capture(e));
+            if let Some(f) = err.field.take() {
+                let short = f.trim_start_matches(".encode.").to_string();
+                err.message = err.message.replacen(&f, &format!("{at}{short}"), 1);
+                err.field = Some(format!("{at}{short}"));
+            }
+            err
+        })?;
+        Ok(spec.encode)
+    }
+
+    /// `encoder.set` (on top of earlier changes) and `encoder.reset` (back
+    /// to the config): saved first, then applied to the running input,
+    /// live where the encoder allows it.
+    async fn encoder_set(
+        &mut self,
+        input: &str,
+        change: EncodeChange,
+        reset: bool,
+    ) -> Result<Value, ApiError> {
+        let base = self
+            .base_input_spec(input)
+            .filter(|_| self.inputs.contains_key(input))
+            .ok_or_else(|| self.no_input(input))?;
+        let merged = if reset {
+            change
+        } else {
+            self.persisted
+                .encoders
+                .get(input)
+                .cloned()
+                .unwrap_or_default()
+                .then(&change)
+        };
+        let encode = self.changed_encode(&base, &merged, "")?;
+        let mut next = self.persisted.clone();
+        if merged.is_empty() {
+            next.encoders.remove(input);
+        } else {
+            next.encoders.insert(input.to_string(), merged);
+        }
+        if next != self.persisted {
+            self.save(next).await?;
+        }
+        let applied = self.apply_encode(input, encode.clone()).await;
+        Ok(json!({"input": input, "applied": applied, "encode": encode}))
+    }
+
+    /// Hands new settings to a running input and tells operators.
+    async fn apply_encode(
+        &mut self,
+        input: &str,
+        encode: fieldcast_capture::settings::EncodeSettings,
+    ) -> Value {
+        let Some(handle) = self.inputs.get(input) else {
+            return Value::Null;
+        };
+        let applied = match handle.reconfigure(encode.clone()).await {
+            Ok(a) => json!(a),
+            Err(e) => json!({"error": e}),
+        };
+        info!(input, applied = %applied, "encoder settings changed");
+        self.publish_event(json!({
+            "event": "encoder_changed", "input": input, "applied": applied, "encode": encode,
+        }));
+        applied
     }
 
     /// The input of wildcard stream `name` (`base+suffix`): the settings of
@@ -1631,6 +1745,19 @@ impl Controller {
             Command::StreamStart { name } => self.stream_start(name).await,
             Command::StreamStop { name } => self.stream_stop(name).await,
             Command::StreamList => Ok(self.stream_list()),
+            Command::EncoderSet { input, change } => self.encoder_set(&input, change, false).await,
+            Command::EncoderReset { input } => {
+                self.encoder_set(&input, EncodeChange::default(), true)
+                    .await
+            }
+            Command::EncoderKeyframe { input } => {
+                let stream = self
+                    .streams
+                    .get(&input)
+                    .ok_or_else(|| self.no_input(&input))?;
+                let sent = stream.request_keyframe();
+                Ok(json!({"input": input, "requested": sent}))
+            }
             Command::ConfigExport => Ok(self.export()),
             Command::ConfigImport(layer) => self.import(*layer).await,
         }
@@ -2389,6 +2516,16 @@ impl Controller {
                 ));
             }
         }
+        for (name, change) in &layer.encoders {
+            let base = self.base_input_spec(name).ok_or_else(|| {
+                ApiError::field(
+                    Code::NotFound,
+                    format!("config.encoders.{name}"),
+                    format!("'{name}' is not an input"),
+                )
+            })?;
+            self.changed_encode(&base, change, &format!("config.encoders.{name}."))?;
+        }
         let next = Persisted::from_layer(layer);
         if next == self.persisted {
             let ids: Vec<&String> = next.pushes.iter().map(|d| &d.id).collect();
@@ -2404,7 +2541,21 @@ impl Controller {
             .iter()
             .map(|d| (d.id.clone(), d.clone()))
             .collect();
+        let encoders_before = self.persisted.encoders.clone();
         self.save(next).await?;
+        let inputs: Vec<String> = self.inputs.keys().cloned().collect();
+        for name in inputs {
+            let after = self.persisted.encoders.get(&name).cloned();
+            if encoders_before.get(&name) == after.as_ref() {
+                continue;
+            }
+            let Some(base) = self.base_input_spec(&name) else {
+                continue;
+            };
+            if let Ok(encode) = self.changed_encode(&base, &after.unwrap_or_default(), "") {
+                self.apply_encode(&name, encode).await;
+            }
+        }
         let (mut added, mut updated, mut removed, mut unchanged) = (vec![], vec![], vec![], vec![]);
         for (id, old) in &before {
             if !ids.contains(id) {

@@ -14,6 +14,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use fieldcast_capture::settings::EncodeChange;
 use serde::{Deserialize, Serialize};
 
 use crate::push::PushDef;
@@ -45,6 +46,10 @@ pub struct Persisted {
     /// Wildcard streams (`name+suffix`) started over MQTT.
     #[serde(default)]
     pub streams: Vec<String>,
+    /// Encoder settings changed over MQTT (`encoder.set`), per input, on
+    /// top of the config's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub encoders: BTreeMap<String, EncodeChange>,
     /// Entries this version could not read (a newer version's kinds of
     /// trigger or push), written back unchanged so nothing is lost.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -114,6 +119,15 @@ fn read_lenient(text: &[u8]) -> Result<(Persisted, Vec<String>), serde_json::Err
     let triggers = list(&v, "triggers", &mut notes, &mut kept);
     let running = serde_json::from_value(v["running"].clone()).unwrap_or_default();
     let streams = serde_json::from_value(v["streams"].clone()).unwrap_or_default();
+    let mut encoders = BTreeMap::new();
+    for (name, change) in v["encoders"].as_object().into_iter().flatten() {
+        match serde_json::from_value::<EncodeChange>(change.clone()) {
+            Ok(c) => {
+                encoders.insert(name.clone(), c);
+            }
+            Err(e) => notes.push(format!("encoders.{name} ignored ({e})")),
+        }
+    }
     Ok((
         Persisted {
             version: VERSION,
@@ -122,6 +136,7 @@ fn read_lenient(text: &[u8]) -> Result<(Persisted, Vec<String>), serde_json::Err
             variables,
             triggers,
             streams,
+            encoders,
             kept,
         },
         notes,
@@ -143,6 +158,8 @@ pub struct Layer {
     pub running: BTreeMap<String, bool>,
     #[serde(default)]
     pub streams: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub encoders: BTreeMap<String, EncodeChange>,
 }
 
 impl Persisted {
@@ -153,6 +170,7 @@ impl Persisted {
             triggers: self.triggers.clone(),
             running: self.running.clone(),
             streams: self.streams.clone(),
+            encoders: self.encoders.clone(),
         }
     }
 
@@ -164,6 +182,7 @@ impl Persisted {
             variables: l.variables,
             triggers: l.triggers,
             streams: l.streams,
+            encoders: l.encoders,
             kept: Vec::new(),
         }
     }

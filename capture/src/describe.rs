@@ -18,6 +18,16 @@ fn quote(v: &str) -> String {
 
 /// The video encoder element with its fixed and mapped settings.
 pub fn video_encoder(input: &InputSpec, board: &BoardProfile) -> String {
+    element(
+        &board.video_encoder.element,
+        video_encoder_properties(input, board),
+    )
+}
+
+/// The video encoder's properties: the board's fixed ones, the mapped
+/// bitrate and GOP, and the controls property (V4L2 encoders) holding the
+/// mapped controls.
+pub fn video_encoder_properties(input: &InputSpec, board: &BoardProfile) -> Vec<(String, String)> {
     let enc = &board.video_encoder;
     let e = &input.encode;
     let mut props: Vec<(String, String)> = enc
@@ -50,7 +60,23 @@ pub fn video_encoder(input: &InputSpec, board: &BoardProfile) -> String {
         let body: Vec<String> = controls.iter().map(|(k, v)| format!("{k}={v}")).collect();
         props.push((cp.clone(), format!("controls,{}", body.join(","))));
     }
-    element(&enc.element, props)
+    props
+}
+
+/// The audio encoder's properties: the board's fixed ones and the mapped
+/// bitrate.
+pub fn audio_encoder_properties(input: &InputSpec, board: &BoardProfile) -> Vec<(String, String)> {
+    let enc = &board.audio_encoder;
+    let mut props: Vec<(String, String)> = enc
+        .properties
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect();
+    if let Some(p) = &enc.bitrate.property {
+        let bitrate = enc.bitrate.bitrate(input.encode.audio_bitrate_kbps);
+        props.push((p.clone(), bitrate.to_string()));
+    }
+    props
 }
 
 /// An element with its properties, in launch syntax.
@@ -112,7 +138,7 @@ pub fn video_branch(input: &InputSpec, board: &BoardProfile) -> String {
     format!(
         "{src} ! queue max-size-buffers=3 leaky=downstream ! videoconvert ! videoscale ! videorate \
          ! video/x-raw,format={fmt},width={w},height={h},framerate={fr},pixel-aspect-ratio=1/1 \
-         ! {enc} ! {caps} ! h264parse config-interval=-1 \
+         ! {enc} name=venc ! {caps} ! h264parse config-interval=-1 \
          ! video/x-h264,stream-format=byte-stream,alignment=au \
          ! appsink name=video sync=false max-buffers=64 enable-last-sample=false",
         src = video_source(input),
@@ -141,17 +167,13 @@ pub fn audio_branch(input: &InputSpec, board: &BoardProfile) -> Option<String> {
             _ => return None,
         },
     };
-    let enc = &board.audio_encoder;
-    let mut props: Vec<(String, String)> = enc
-        .properties
-        .iter()
-        .map(|(k, v)| (k.clone(), v.to_string()))
-        .collect();
-    if let Some(p) = &enc.bitrate.property {
-        let bitrate = enc.bitrate.bitrate(input.encode.audio_bitrate_kbps);
-        props.push((p.clone(), bitrate.to_string()));
-    }
-    let encoder = element(&enc.element, props);
+    let encoder = format!(
+        "{} name=aenc",
+        element(
+            &board.audio_encoder.element,
+            audio_encoder_properties(input, board)
+        )
+    );
     Some(format!(
         "{src} ! queue max-size-time=200000000 leaky=downstream ! audioconvert ! audioresample \
          ! audio/x-raw,rate=48000,channels=2 ! {encoder} ! aacparse \

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 
 use crate::board::BoardProfile;
 use crate::describe;
-use crate::settings::{InputSpec, VideoSource};
+use crate::settings::{EncodeSettings, InputSpec, VideoSource};
 
 /// With frames flowing, this long without one is a lost input.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
@@ -63,8 +63,39 @@ pub enum InputEvent {
     InputLost { input: String, reason: String },
 }
 
+/// How a change of encoding took effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HowApplied {
+    /// Set on the running encoder: no gap in the stream.
+    Live,
+    /// The capture pipeline was rebuilt with the new settings (a new size,
+    /// rate or profile, or a property the encoder cannot change while it
+    /// runs). Outputs stay connected and go on at the new encoder's first
+    /// keyframe.
+    Restarted,
+    /// The input is not running (it failed and waits to retry): the
+    /// settings take effect when it starts.
+    NextStart,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Applied {
+    pub how: HowApplied,
+    /// The settings that changed.
+    pub changed: Vec<&'static str>,
+}
+
+enum InputCommand {
+    Reconfigure {
+        encode: EncodeSettings,
+        reply: oneshot::Sender<Applied>,
+    },
+}
+
 pub struct InputHandle {
     stop: Option<oneshot::Sender<()>>,
+    cmd: mpsc::Sender<InputCommand>,
     status: watch::Receiver<InputStatus>,
     task: JoinHandle<()>,
 }
@@ -72,6 +103,17 @@ pub struct InputHandle {
 impl InputHandle {
     pub fn status(&self) -> InputStatus {
         self.status.borrow().clone()
+    }
+
+    /// Changes the encoding to `encode` (validated by the caller): live
+    /// where the encoder allows it, else by rebuilding the pipeline.
+    pub async fn reconfigure(&self, encode: EncodeSettings) -> Result<Applied, String> {
+        let (reply, rx) = oneshot::channel();
+        self.cmd
+            .send(InputCommand::Reconfigure { encode, reply })
+            .await
+            .map_err(|_| "the input has stopped".to_string())?;
+        rx.await.map_err(|_| "the input has stopped".to_string())
     }
 
     pub async fn stop(mut self) {
@@ -116,9 +158,11 @@ pub fn spawn(
     };
     let (status_tx, status_rx) = watch::channel(status);
     let (stop_tx, stop_rx) = oneshot::channel();
-    let task = tokio::spawn(run(spec, board, stream, status_tx, events, stop_rx));
+    let (cmd_tx, cmd_rx) = mpsc::channel(4);
+    let task = tokio::spawn(run(spec, board, stream, status_tx, events, stop_rx, cmd_rx));
     InputHandle {
         stop: Some(stop_tx),
+        cmd: cmd_tx,
         status: status_rx,
         task,
     }
@@ -135,6 +179,91 @@ fn set_state(status: &watch::Sender<InputStatus>, state: InputState) {
     });
 }
 
+/// What changed between two encodings, by field name.
+fn changed(old: &EncodeSettings, new: &EncodeSettings) -> Vec<&'static str> {
+    let mut c = Vec::new();
+    if old.width != new.width {
+        c.push("width");
+    }
+    if old.height != new.height {
+        c.push("height");
+    }
+    if old.framerate != new.framerate {
+        c.push("framerate");
+    }
+    if old.bitrate_kbps != new.bitrate_kbps {
+        c.push("bitrate_kbps");
+    }
+    if old.gop_frames != new.gop_frames {
+        c.push("gop_frames");
+    }
+    if old.profile != new.profile {
+        c.push("profile");
+    }
+    if old.audio_bitrate_kbps != new.audio_bitrate_kbps {
+        c.push("audio_bitrate_kbps");
+    }
+    c
+}
+
+fn show_encoding(status: &watch::Sender<InputStatus>, e: &EncodeSettings) {
+    status.send_modify(|s| {
+        s.width = e.width;
+        s.height = e.height;
+        s.framerate = e.framerate.to_string();
+        s.bitrate_kbps = e.bitrate_kbps;
+    });
+}
+
+/// Applies a change to the running encoders if every changed setting is a
+/// property GStreamer lets change in PLAYING (x264enc's `bitrate` is;
+/// its `key-int-max` is not). Sets nothing and returns `false` otherwise.
+fn apply_live(
+    pipeline: &gst::Pipeline,
+    spec: &InputSpec,
+    board: &BoardProfile,
+    new: &EncodeSettings,
+    what: &[&str],
+) -> bool {
+    let mut next = spec.clone();
+    next.encode = new.clone();
+    let mut sets: Vec<(gst::Element, String, String)> = Vec::new();
+    for field in what {
+        let (element, old_props, new_props) = match *field {
+            "bitrate_kbps" | "gop_frames" => (
+                "venc",
+                describe::video_encoder_properties(spec, board),
+                describe::video_encoder_properties(&next, board),
+            ),
+            "audio_bitrate_kbps" => (
+                "aenc",
+                describe::audio_encoder_properties(spec, board),
+                describe::audio_encoder_properties(&next, board),
+            ),
+            _ => return false,
+        };
+        let Some(e) = pipeline.by_name(element) else {
+            return false;
+        };
+        for (k, v) in &new_props {
+            if old_props.iter().any(|(ok, ov)| ok == k && ov == v) {
+                continue;
+            }
+            let mutable = e
+                .find_property(k)
+                .is_some_and(|p| p.flags().contains(gst::PARAM_FLAG_MUTABLE_PLAYING));
+            if !mutable {
+                return false;
+            }
+            sets.push((e.clone(), k.clone(), v.clone()));
+        }
+    }
+    for (e, k, v) in sets {
+        e.set_property_from_str(&k, &v);
+    }
+    true
+}
+
 async fn run(
     spec: InputSpec,
     board: BoardProfile,
@@ -142,7 +271,9 @@ async fn run(
     status: watch::Sender<InputStatus>,
     events: mpsc::UnboundedSender<InputEvent>,
     mut stop: oneshot::Receiver<()>,
+    mut cmd: mpsc::Receiver<InputCommand>,
 ) {
+    let mut spec = spec;
     let backoff = Backoff {
         initial: Duration::from_secs(1),
         max: Duration::from_secs(30),
@@ -154,11 +285,19 @@ async fn run(
         epoch += 1;
         attempt += 1;
         set_state(&status, InputState::Starting);
-        let outcome = session(&spec, &board, &stream, &status, &events, epoch, &mut stop).await;
+        let outcome = session(
+            &mut spec, &board, &stream, &status, &events, epoch, &mut stop, &mut cmd,
+        )
+        .await;
         let reason = match outcome {
             Outcome::Stopped => {
                 set_state(&status, InputState::Stopped);
                 return;
+            }
+            Outcome::Reconfigured => {
+                info!(input = %spec.name, "capture pipeline rebuilt with new settings");
+                attempt = 0;
+                continue;
             }
             Outcome::Failed { reason, ran } => {
                 if ran {
@@ -187,11 +326,21 @@ async fn run(
             input: spec.name.clone(),
             reason,
         });
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = &mut stop => {
-                set_state(&status, InputState::Stopped);
-                return;
+        let wake = tokio::time::sleep(delay);
+        tokio::pin!(wake);
+        loop {
+            tokio::select! {
+                _ = &mut wake => break,
+                _ = &mut stop => {
+                    set_state(&status, InputState::Stopped);
+                    return;
+                }
+                Some(InputCommand::Reconfigure { encode, reply }) = cmd.recv() => {
+                    let what = changed(&spec.encode, &encode);
+                    spec.encode = encode;
+                    show_encoding(&status, &spec.encode);
+                    let _ = reply.send(Applied { how: HowApplied::NextStart, changed: what });
+                }
             }
         }
     }
@@ -199,7 +348,12 @@ async fn run(
 
 enum Outcome {
     Stopped,
-    Failed { reason: String, ran: bool },
+    Failed {
+        reason: String,
+        ran: bool,
+    },
+    /// Rebuilt for new settings: not a failure.
+    Reconfigured,
 }
 
 fn connect_sink(
@@ -271,19 +425,21 @@ fn install_keyframe_requester(pipeline: &gst::Pipeline, stream: &Arc<Stream>) {
     })));
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn session(
-    spec: &InputSpec,
+    spec_mut: &mut InputSpec,
     board: &BoardProfile,
     stream: &Arc<Stream>,
     status: &watch::Sender<InputStatus>,
     events: &mpsc::UnboundedSender<InputEvent>,
     epoch: u64,
     stop: &mut oneshot::Receiver<()>,
+    cmd: &mut mpsc::Receiver<InputCommand>,
 ) -> Outcome {
     let failed = |reason: String| Outcome::Failed { reason, ran: false };
     // The running clock is a nicety of the test pattern: a lean image
     // without the pango plugin still gets its picture.
-    let mut spec = spec.clone();
+    let mut spec = spec_mut.clone();
     if let VideoSource::TestPattern { clock_overlay, .. } = &mut spec.video
         && *clock_overlay
         && gst::ElementFactory::find("clockoverlay").is_none()
@@ -291,7 +447,7 @@ async fn session(
         warn!(input = %spec.name, "clockoverlay (GStreamer pango plugin) is missing; test pattern without clock");
         *clock_overlay = false;
     }
-    let spec = &spec;
+    let spec = &mut spec;
     for element in describe::required_elements(spec, board) {
         if gst::ElementFactory::find(&element).is_none() {
             let hint = if element == board.video_encoder.element {
@@ -358,6 +514,21 @@ async fn session(
         loop {
             tokio::select! {
                 _ = &mut *stop => break 'run Outcome::Stopped,
+                Some(InputCommand::Reconfigure { encode, reply }) = cmd.recv() => {
+                    let what = changed(&spec.encode, &encode);
+                    if apply_live(&pipeline, spec, board, &encode, &what) {
+                        info!(input = %spec.name, changed = ?what, "encoder changed live");
+                        spec.encode = encode.clone();
+                        spec_mut.encode = encode;
+                        show_encoding(status, &spec.encode);
+                        let _ = reply.send(Applied { how: HowApplied::Live, changed: what });
+                    } else {
+                        spec_mut.encode = encode;
+                        show_encoding(status, &spec_mut.encode);
+                        let _ = reply.send(Applied { how: HowApplied::Restarted, changed: what });
+                        break 'run Outcome::Reconfigured;
+                    }
+                }
                 msg = bus.next() => {
                     let ran = last_frame_at.is_some();
                     let Some(msg) = msg else { break 'run Outcome::Failed { reason: "bus closed".into(), ran } };

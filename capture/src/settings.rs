@@ -130,6 +130,59 @@ impl Default for EncodeSettings {
     }
 }
 
+/// A change to an input's encoding, as sent over MQTT: the fields given
+/// replace the running settings, the others stay.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EncodeChange {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub framerate: Option<Framerate>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bitrate_kbps: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gop_frames: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio_bitrate_kbps: Option<u32>,
+}
+
+impl EncodeChange {
+    pub fn is_empty(&self) -> bool {
+        *self == EncodeChange::default()
+    }
+
+    /// `base` with this change applied.
+    pub fn apply(&self, base: &EncodeSettings) -> EncodeSettings {
+        EncodeSettings {
+            width: self.width.unwrap_or(base.width),
+            height: self.height.unwrap_or(base.height),
+            framerate: self.framerate.unwrap_or(base.framerate),
+            bitrate_kbps: self.bitrate_kbps.unwrap_or(base.bitrate_kbps),
+            gop_frames: self.gop_frames.unwrap_or(base.gop_frames),
+            profile: self.profile.clone().unwrap_or_else(|| base.profile.clone()),
+            audio_bitrate_kbps: self.audio_bitrate_kbps.unwrap_or(base.audio_bitrate_kbps),
+        }
+    }
+
+    /// This change followed by `newer` (the newer value wins per field).
+    pub fn then(&self, newer: &EncodeChange) -> EncodeChange {
+        EncodeChange {
+            width: newer.width.or(self.width),
+            height: newer.height.or(self.height),
+            framerate: newer.framerate.or(self.framerate),
+            bitrate_kbps: newer.bitrate_kbps.or(self.bitrate_kbps),
+            gop_frames: newer.gop_frames.or(self.gop_frames),
+            profile: newer.profile.clone().or_else(|| self.profile.clone()),
+            audio_bitrate_kbps: newer.audio_bitrate_kbps.or(self.audio_bitrate_kbps),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Framerate {
     pub num: u32,

@@ -75,6 +75,20 @@ impl EncodedFrame {
     pub fn starts_gop(&self) -> bool {
         self.track == Track::Video && self.keyframe
     }
+
+    /// The frame with its timestamps moved later by `by` (onto the timeline
+    /// of an output started under an earlier base time). Only the buffer's
+    /// metadata is copied; the data is shared.
+    pub fn shifted(self, by: gst::ClockTime) -> EncodedFrame {
+        if by.is_zero() {
+            return self;
+        }
+        let mut frame = self;
+        let b = frame.buffer.make_mut();
+        b.set_pts(b.pts().map(|t| t + by));
+        b.set_dts(b.dts().map(|t| t + by));
+        frame
+    }
 }
 
 #[cfg(test)]

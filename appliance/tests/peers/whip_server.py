@@ -8,7 +8,8 @@ media server: there is one process per test, and state is kept in memory.
     whip_server.py --port PORT --out FILE.mkv [--token TOKEN]
                    [--pli-after S] [--pli-every S]
                    [--link-ice 'URL [username=U credential=P]' ...]
-                   [--redirect] [--no-loopback-candidates]
+                   [--redirect] [--host ADDR] [--no-loopback-candidates]
+                   [--aiortc-default-ciphers] [-v]
 
 HTTP:
   POST   /whip/<name>   (and /whip2/<name>, the --redirect target)
@@ -714,7 +715,8 @@ class Session:
                     t.cancel()
         if self.recorder is not None:
             self.recorder.close()
-        self.server.sessions.pop(self.rid, None)
+        # The resource stays until DELETE (so a DELETE after an ICE/DTLS
+        # failure still gets 200); only its peer connection is gone.
         self.st.data["connected"] = any(
             s.pc.connectionState == "connected" for s in self.server.sessions.values()
         )
@@ -815,13 +817,13 @@ class Server:
         resp = web.Response(status=201, body=answer.encode())
         for k, v in headers:
             resp.headers.add(k, v)
-        log.info("POST %s: 201, resource %s, recording %s", request.path, rid[:8], out)
+        log.info("POST %s: 201, resource %s, recording %s", request.path, rid, out)
         return resp
 
     async def delete(self, request: web.Request) -> web.StreamResponse:
         if not self.authorized(request):
             return web.Response(status=401, headers={"WWW-Authenticate": "Bearer"})
-        session = self.sessions.get(request.match_info["rid"])
+        session = self.sessions.pop(request.match_info["rid"], None)
         if session is None:
             self.status.data["delete_unknown"] += 1
             self.status.write()

@@ -303,9 +303,6 @@ enum SessionEnd {
         reason: String,
         was_live: bool,
     },
-    /// The capture pipeline was rebuilt on a new timeline: follow it at
-    /// once. Not a failure of this output, so no backoff and no reconnect.
-    InputRestarted,
     /// Asked to reconnect at once (the network changed).
     Reconnect(String),
 }
@@ -442,10 +439,6 @@ async fn run(
         };
         match end {
             SessionEnd::Stopped(done) => return task.stopped(done),
-            SessionEnd::InputRestarted => {
-                info!(output = %task.spec.id, "input restarted; following it");
-                attempt = 0;
-            }
             SessionEnd::Reconnect(why) => {
                 info!(output = %task.spec.id, reason = %why, "reconnecting at once");
                 task.status.send_modify(|s| {
@@ -541,7 +534,10 @@ async fn session(task: &mut Task) -> SessionEnd {
                 i = next_command(&mut task.cmd) => break 'session i.into(),
             }
         };
-        let epoch = first.epoch;
+        let mut epoch = first.epoch;
+        let base_time = first.base_time;
+        // Frames of a later epoch are moved onto this pipeline's timeline.
+        let mut shift = gst::ClockTime::ZERO;
         built.pipeline.use_clock(Some(&gst::SystemClock::obtain()));
         built.pipeline.set_start_time(gst::ClockTime::NONE);
         built.pipeline.set_base_time(first.base_time);
@@ -625,10 +621,22 @@ async fn session(task: &mut Task) -> SessionEnd {
                         break 'session SessionEnd::Failed { reason: "stream closed".into(), was_live };
                     };
                     if frame.epoch != epoch {
-                        // The capture pipeline was rebuilt on a new timeline;
-                        // rebuild this output on it too.
-                        break 'session SessionEnd::InputRestarted;
+                        // The capture pipeline was rebuilt (new settings, or
+                        // after a failure) with a new base time. Both run on
+                        // the system clock, so the new running times are
+                        // this pipeline's plus the difference of the base
+                        // times: the connection stays, and the new encoder's
+                        // first keyframe (with its parameter sets, and new
+                        // caps for a new size) follows on seamlessly.
+                        if frame.base_time < base_time + shift {
+                            continue; // a late frame of an older pipeline
+                        }
+                        epoch = frame.epoch;
+                        shift = frame.base_time - base_time;
+                        feeder.resync = true;
+                        info!(output = %id, "input restarted; going on at its first keyframe");
                     }
+                    let frame = frame.shifted(shift);
                     if let Err(reason) = feeder.push(frame) {
                         let raw = pending_error(&mut bus).unwrap_or(reason);
                         let reason = link.explain(&raw, playing_since.elapsed(), was_live || link.acked());

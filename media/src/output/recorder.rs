@@ -453,6 +453,7 @@ pub(super) async fn session(task: &mut Task, target: &RecordTarget) -> SessionEn
             std::mem::take(&mut sub.backlog).into();
         let mut seg: Option<Segment> = None;
         let mut epoch = None;
+        let mut base: Option<gst::ClockTime> = None;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -522,11 +523,23 @@ pub(super) async fn session(task: &mut Task, target: &RecordTarget) -> SessionEn
                 }
             };
             let Some(frame) = frame else { continue };
+            if base.is_some_and(|b| frame.base_time < b) {
+                continue; // a late frame of an older capture pipeline
+            }
+            base = Some(frame.base_time);
             if *epoch.get_or_insert(frame.epoch) != frame.epoch {
-                if let Some(s) = seg.take() {
-                    let _ = rec.close(task, s).await;
+                // The capture pipeline was rebuilt (new settings, or after
+                // a failure): a new segment starts at its first keyframe,
+                // on its timeline.
+                epoch = Some(frame.epoch);
+                if let Some(s) = seg.take()
+                    && let Err(reason) = rec.close(task, s).await
+                {
+                    break 'session SessionEnd::Failed {
+                        reason,
+                        was_live: true,
+                    };
                 }
-                break 'session SessionEnd::InputRestarted;
             }
             let cut = match (&seg, frame.track) {
                 (None, _) => frame.starts_gop(),
