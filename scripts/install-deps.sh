@@ -7,11 +7,15 @@ PACKAGES=(
   # build
   build-essential pkg-config
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  # WebRTC (webrtcbin) and SDP bindings for WHIP outputs
+  libgstreamer-plugins-bad1.0-dev
   # capture, encode and output elements
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   # clockoverlay (pango) for the test pattern's running clock
   gstreamer1.0-x
+  # ICE for webrtcbin (WHIP outputs)
+  gstreamer1.0-nice
   # control plane broker and clients
   mosquitto mosquitto-clients
   # real SRT peers and media checks for tests and the demo

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, unit tests and the integration tests
-# against real peers (mosquitto, srt-live-transmit, ffmpeg, ffprobe) on
-# loopback. Installs what it needs first.
+# against real peers on loopback (mosquitto, srt-live-transmit, ffmpeg,
+# ffprobe, nginx-rtmp, stunnel, an aiortc WHIP receiver). Installs what it
+# needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 
 scripts/install-deps.sh
+scripts/install-test-peers.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --all-targets --locked

@@ -2722,6 +2722,9 @@ impl Controller {
                 if s.recording.is_some() {
                     obj.insert("recording".into(), json!(s.recording));
                 }
+                if s.whip.is_some() {
+                    obj.insert("whip".into(), json!(s.whip));
+                }
             }
         }
         v
@@ -2861,6 +2864,7 @@ impl Controller {
                     "srt": s.srt,
                     "rtmp": s.rtmp,
                     "recording": s.recording,
+                    "whip": s.whip,
                 }),
             );
         }

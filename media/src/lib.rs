@@ -17,6 +17,7 @@ pub mod rtmp;
 pub mod srt;
 pub mod stream;
 pub mod tls;
+pub mod whip;
 
 pub use error::Error;
 

@@ -9,12 +9,22 @@
 //! the process's default database.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use gio::prelude::*;
 
 /// Where Debian (and Yocto's `ca-certificates`) keep the system bundle.
 pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 const PEM_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+
+/// The extra CAs (PEM), for HTTP clients of outputs (WHIP) that do not go
+/// through GIO.
+static EXTRA_CA: OnceLock<Vec<u8>> = OnceLock::new();
+
+/// The extra CAs `[tls] ca_file` gave, if any.
+pub fn extra_ca() -> Option<&'static [u8]> {
+    EXTRA_CA.get().map(Vec::as_slice)
+}
 
 /// Checks that `ca_file` is PEM with at least one certificate. The error
 /// names the file, never its content.
@@ -49,6 +59,7 @@ pub fn trust_extra_ca(ca_file: &Path, work_dir: &Path) -> Result<PathBuf, String
     let db = gio::TlsFileDatabase::new(&path)
         .map_err(|e| format!("loading {}: {e}", ca_file.display()))?;
     gio::TlsBackend::default().set_default_database(Some(&db));
+    let _ = EXTRA_CA.set(extra.into_bytes());
     Ok(path)
 }
 

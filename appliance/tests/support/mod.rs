@@ -1035,3 +1035,79 @@ pub fn tls_front(dir: &Path, port: u16, to: u16, cert: &Path, key: &Path) -> Pro
         name: "stunnel".into(),
     }
 }
+
+/// The Python of the test peers' venv (`scripts/install-test-peers.sh`).
+pub fn peers_python() -> PathBuf {
+    let venv = std::env::var("FIELDCAST_PEERS_VENV")
+        .unwrap_or_else(|_| "/opt/fieldcast-test-peers/venv".into());
+    let py = PathBuf::from(venv).join("bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: run scripts/install-test-peers.sh",
+        py.display()
+    );
+    py
+}
+
+/// A WHIP receiver built on aiortc (`tests/peers/whip_server.py`): takes
+/// the offer, answers, records what arrives to Matroska without
+/// transcoding, and keeps a JSON status next to it.
+pub struct WhipPeer {
+    pub proc: Proc,
+    pub port: u16,
+    pub out: PathBuf,
+}
+
+impl WhipPeer {
+    pub fn start(dir: &Path, args: &[&str]) -> WhipPeer {
+        let port = free_port();
+        let out = dir.join(format!("whip-{port}.mkv"));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/whip_server.py");
+        let log = std::fs::File::create(dir.join(format!("whip-{port}.log"))).unwrap();
+        let child = Command::new(peers_python())
+            .arg(script)
+            .args(["--port", &port.to_string()])
+            .arg("--out")
+            .arg(&out)
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the WHIP peer starts");
+        wait_until("the WHIP peer to listen", Duration::from_secs(20), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        WhipPeer {
+            proc: Proc {
+                child,
+                name: "whip_server".into(),
+            },
+            port,
+            out,
+        }
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/whip/{name}", self.port)
+    }
+
+    /// The peer's status file.
+    pub fn status(&self) -> Value {
+        let mut p = self.out.clone().into_os_string();
+        p.push(".json");
+        std::fs::read(&p)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.out.with_extension("log")).unwrap_or_default()
+    }
+
+    /// Ends the peer (SIGTERM), which finalizes its recording.
+    pub fn finish(&mut self) {
+        self.proc.signal("TERM");
+        self.proc.wait_exit(Duration::from_secs(10));
+    }
+}

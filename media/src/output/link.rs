@@ -32,9 +32,9 @@ pub fn build(output: &str, target: &Target, stream: &Arc<Stream>) -> Result<Buil
             pipeline::build_srt(output, t, stream.tracks(), on_caller)
         }
         Target::Rtmp(t) => pipeline::build_rtmp(output, t, stream.tracks()),
-        Target::Record(_) => Err(Error::Pipeline {
+        Target::Record(_) | Target::Whip(_) => Err(Error::Pipeline {
             output: output.into(),
-            reason: "a recording has no network link".into(),
+            reason: "runs its own session".into(),
         }),
     }
 }
@@ -62,7 +62,9 @@ impl<'a> Link<'a> {
                 target,
                 liveness: RtmpLiveness::new(RtmpLivenessConfig::default(), now),
             },
-            Target::Record(_) => unreachable!("recordings run their own session"),
+            Target::Record(_) | Target::Whip(_) => {
+                unreachable!("recordings and WHIP run their own sessions")
+            }
         }
     }
 

@@ -15,6 +15,7 @@ mod link;
 pub mod liveness;
 mod pipeline;
 pub mod recorder;
+mod whip;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -35,6 +36,7 @@ use crate::rtmp::{RtmpStats, RtmpTarget};
 use crate::srt::{SrtStats, SrtTarget};
 use crate::stream::Stream;
 use crate::unix_now;
+use crate::whip::{WhipStats, WhipTarget};
 use link::Link;
 use liveness::{LivenessConfig, Verdict};
 pub use pipeline::Built;
@@ -48,6 +50,8 @@ pub enum Target {
     Rtmp(RtmpTarget),
     /// Segmented MPEG-TS files on local storage.
     Record(RecordTarget),
+    /// WebRTC to a WHIP endpoint.
+    Whip(WhipTarget),
 }
 
 impl Target {
@@ -61,11 +65,14 @@ impl Target {
         match scheme {
             "srt" => Ok(Target::Srt(SrtTarget::try_from(text)?)),
             "rtmp" | "rtmps" => Ok(Target::Rtmp(RtmpTarget::try_from(text)?)),
+            "http" | "https" | "whip+http" | "whip+https" => {
+                Ok(Target::Whip(WhipTarget::try_from(text)?))
+            }
             _ if !text.contains("://") => Err(crate::Error::Target(
                 "is neither a URL nor an absolute path (expected srt://host:port?…, rtmp://host/app/key or /path/$datetime.ts)".into(),
             )),
             other => Err(crate::Error::Target(format!(
-                "protocol '{other}' is not supported (supported: srt, rtmp, rtmps, file)"
+                "protocol '{other}' is not supported (supported: srt, rtmp, rtmps, https (WHIP), file)"
             ))),
         }
     }
@@ -76,6 +83,7 @@ impl Target {
             Target::Srt(t) => t.redacted(),
             Target::Rtmp(t) => t.redacted(),
             Target::Record(t) => t.redacted(),
+            Target::Whip(t) => t.redacted(),
         }
     }
 
@@ -86,6 +94,7 @@ impl Target {
             Target::Srt(t) => t.mode != crate::srt::SrtMode::Listener,
             Target::Rtmp(_) => true,
             Target::Record(_) => false,
+            Target::Whip(_) => true,
         }
     }
 }
@@ -180,6 +189,7 @@ pub struct OutputStatus {
     pub srt: Option<SrtStats>,
     pub rtmp: Option<RtmpStats>,
     pub recording: Option<RecordStats>,
+    pub whip: Option<WhipStats>,
 }
 
 impl Default for OutputStatus {
@@ -196,6 +206,7 @@ impl Default for OutputStatus {
             srt: None,
             rtmp: None,
             recording: None,
+            whip: None,
         }
     }
 }
@@ -315,6 +326,9 @@ struct Task {
     /// Counters of the sessions before the current one, so the reported
     /// ones only ever grow.
     done: Counters,
+    /// ICE servers a WHIP endpoint named in its `Link` headers, used for
+    /// the next attempts.
+    learned_ice: Vec<String>,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -427,6 +441,7 @@ async fn run(
         status,
         events,
         done: Counters::default(),
+        learned_ice: Vec::new(),
     };
     let mut attempt: u32 = 0;
     loop {
@@ -435,6 +450,7 @@ async fn run(
         task.set_state(OutputState::Connecting);
         let end = match task.spec.target.clone() {
             Target::Record(t) => recorder::session(&mut task, &t).await,
+            Target::Whip(t) => whip::session(&mut task, &t).await,
             _ => session(&mut task).await,
         };
         match end {

@@ -193,6 +193,130 @@ pub fn build_ts_to_appsink(output: &str, tracks: &[Track]) -> Result<Built, Erro
     })
 }
 
+/// `appsrc(video) ! h264parse ! rtph264pay ! webrtcbin` and `appsrc(audio)
+/// ! aacparse ! avdec_aac ! opusenc ! rtpopuspay ! webrtcbin`: H.264 as it
+/// left the encoder, and the AAC decoded and encoded again as Opus, the
+/// audio codec WebRTC peers are required to have (RFC 7874 §3). Each
+/// track is a send-only transceiver; video asks for NACK retransmission.
+/// `on_keyframe_request` runs when the peer asks for a keyframe (PLI or
+/// FIR, which webrtcbin turns into a force-key-unit event upstream).
+pub fn build_whip(
+    output: &str,
+    stun: Option<&str>,
+    turn: &[String],
+    tracks: &[Track],
+    on_keyframe_request: impl Fn() + Send + Sync + 'static,
+) -> Result<(Built, gst::Element), Error> {
+    let pipeline = gst::Pipeline::with_name(&format!("output-{output}"));
+    let webrtc = make(output, "webrtcbin", "webrtc")?;
+    // One transport for everything (RFC 9725 §4.2: WHIP clients use
+    // BUNDLE and rtcp-mux).
+    webrtc.set_property_from_str("bundle-policy", "max-bundle");
+    if let Some(s) = stun {
+        webrtc.set_property("stun-server", s);
+    }
+    for t in turn {
+        let _: bool = webrtc.emit_by_name("add-turn-server", &[t]);
+    }
+    pipeline
+        .add(&webrtc)
+        .map_err(|e| pipeline_error(output, e))?;
+    let elements = |names: &[(&str, &str)]| -> Result<Vec<gst::Element>, Error> {
+        names
+            .iter()
+            .map(|(factory, name)| make(output, factory, name))
+            .collect()
+    };
+    let (video, audio) = attach_tracks(output, &pipeline, tracks, |track, pipeline| {
+        let (chain, caps) = match track {
+            Track::Video => {
+                let chain = elements(&[
+                    ("h264parse", "video-parse"),
+                    ("rtph264pay", "video-pay"),
+                    ("capsfilter", "video-rtp"),
+                ])?;
+                // Parameter sets before every IDR, so a receiver can start
+                // at any keyframe (a PLI's answer included).
+                chain[1].set_property("config-interval", -1i32);
+                chain[1].set_property("pt", 96u32);
+                chain[1].set_property_from_str("aggregate-mode", "zero-latency");
+                (
+                    chain,
+                    "application/x-rtp,media=video,encoding-name=H264,payload=96,clock-rate=90000",
+                )
+            }
+            Track::Audio => {
+                let chain = elements(&[
+                    ("aacparse", "audio-parse"),
+                    ("avdec_aac", "audio-dec"),
+                    ("audioconvert", "audio-convert"),
+                    ("audioresample", "audio-resample"),
+                    ("opusenc", "audio-enc"),
+                    ("rtpopuspay", "audio-pay"),
+                    ("capsfilter", "audio-rtp"),
+                ])?;
+                chain[4].set_property("bitrate", 96_000i32);
+                chain[5].set_property("pt", 111u32);
+                (
+                    chain,
+                    "application/x-rtp,media=audio,encoding-name=OPUS,payload=111,clock-rate=48000",
+                )
+            }
+        };
+        let caps: gst::Caps = caps.parse().expect("valid caps");
+        chain.last().expect("a chain").set_property("caps", &caps);
+        pipeline
+            .add_many(&chain)
+            .and_then(|_| gst::Element::link_many(&chain))
+            .map_err(|e| pipeline_error(output, e))?;
+        let sink = webrtc
+            .request_pad_simple("sink_%u")
+            .ok_or_else(|| pipeline_error(output, "webrtcbin gave no sink pad"))?;
+        chain
+            .last()
+            .expect("a chain")
+            .static_pad("src")
+            .expect("capsfilter has a src pad")
+            .link(&sink)
+            .map_err(|e| pipeline_error(output, format!("linking to webrtcbin: {e:?}")))?;
+        if let Some(t) = sink.property::<Option<gst_webrtc::WebRTCRTPTransceiver>>("transceiver") {
+            t.set_property(
+                "direction",
+                gst_webrtc::WebRTCRTPTransceiverDirection::Sendonly,
+            );
+            if track == Track::Video {
+                t.set_property("do-nack", true);
+            }
+        }
+        Ok(chain[0]
+            .static_pad("sink")
+            .expect("parsers have a sink pad"))
+    })?;
+    if let Some(v) = &video {
+        let ask = std::sync::Arc::new(on_keyframe_request);
+        v.static_pad("src")
+            .expect("appsrc has a src pad")
+            .add_probe(gst::PadProbeType::EVENT_UPSTREAM, move |_, info| {
+                if let Some(gst::PadProbeData::Event(e)) = &info.data
+                    && e.structure().is_some_and(|s| s.name() == "GstForceKeyUnit")
+                {
+                    ask();
+                }
+                gst::PadProbeReturn::Ok
+            });
+    }
+    Ok((
+        Built {
+            pipeline,
+            listener_peers: None,
+            video,
+            audio,
+            sink: webrtc.clone(),
+        },
+        webrtc,
+    ))
+}
+
 fn pipeline_error(output: &str, reason: impl ToString) -> Error {
     Error::Pipeline {
         output: output.into(),
