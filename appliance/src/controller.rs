@@ -140,6 +140,8 @@ struct Push {
     generation: u64,
     /// Held-back attempts in a row (refusals, bad targets), for backoff.
     holds: u32,
+    /// The backups filled in for the start under way.
+    backups: Vec<String>,
 }
 
 impl Push {
@@ -556,6 +558,7 @@ impl Controller {
                     since: unix_now(),
                     generation: 0,
                     holds: 0,
+                    backups: Vec::new(),
                 },
             );
             self.history
@@ -577,6 +580,7 @@ impl Controller {
                 since: unix_now(),
                 generation: 0,
                 holds: 0,
+                backups: Vec::new(),
             },
         );
         self.watch_calendar(&id, ics);
@@ -948,7 +952,18 @@ impl Controller {
             };
             let next = scheduler::step(&now_is, decision, def.kind);
             let rendered = (next == Next::Start).then(|| {
-                vars::substitute_push_target(&def.target, &lookup).map_err(|e| e.to_string())
+                let target = vars::substitute_push_target(&def.target, &lookup)
+                    .map_err(|e| e.to_string())?;
+                let backups = def
+                    .backups
+                    .iter()
+                    .enumerate()
+                    .map(|(i, b)| {
+                        vars::substitute_target(b, &lookup)
+                            .map_err(|e| format!("backups[{i}]: {e}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok::<_, String>((target, backups))
             });
             drop(lookup);
             match next {
@@ -1022,13 +1037,15 @@ impl Controller {
 
     /// Starts push `id` with `rendered` (its target with the variables
     /// filled in): through its blocking handlers, if it has any.
-    fn begin_start(&mut self, id: &str, rendered: Result<String, String>) {
-        let target = match rendered {
+    fn begin_start(&mut self, id: &str, rendered: Result<(String, Vec<String>), String>) {
+        let (target, backups) = match rendered {
             Ok(t) => t,
             Err(why) => return self.hold(id, format!("target: {why}")),
         };
         let handlers = self.handlers();
         let p = self.pushes.get_mut(id).expect("present");
+        // Handlers decide the primary target; the backups go as configured.
+        p.backups = backups;
         self.generations += 1;
         p.generation = self.generations;
         let generation = p.generation;
@@ -1144,8 +1161,17 @@ impl Controller {
                 );
             }
         }
+        let mut backups = Vec::new();
+        for (i, b) in p.backups.iter().enumerate() {
+            match Target::parse(b) {
+                Ok(t) => backups.push(t),
+                Err(e) => return self.hold(&id, format!("backups[{i}]: {e}")),
+            }
+        }
         let mut spec = OutputSpec::new(id.clone(), stream.clone(), target);
         spec.retry = p.def().kind != PushKind::Push;
+        spec.backups = backups;
+        spec.redundancy = p.def().redundancy.clone().unwrap_or_default().to_media();
         let tz = self.settings.timezone.clone();
         spec.namer = Some(std::sync::Arc::new(move |template, at, index| {
             vars::segment_name(template, at, index, &tz)
@@ -1469,6 +1495,25 @@ impl Controller {
                 }
             }
             OutputEvent::OutputStopped { .. } => {}
+            OutputEvent::OutputFailover {
+                id,
+                from,
+                to,
+                reason,
+            } => self.history.record(
+                unix_now(),
+                &id,
+                "failover",
+                format!("{from} -> {to}: {reason}"),
+            ),
+            OutputEvent::DestinationDown {
+                id, target, reason, ..
+            } => self.history.record(
+                unix_now(),
+                &id,
+                "destination_down",
+                format!("{target}: {reason}"),
+            ),
             OutputEvent::RecordingSegment {
                 id,
                 file,
@@ -2307,6 +2352,11 @@ impl Controller {
                 if crate::push::def::holds_secret(&p.target) {
                     p.target = p.shown_target();
                 }
+                for b in &mut p.backups {
+                    if crate::push::def::holds_secret(b) {
+                        *b = crate::push::def::shown(b);
+                    }
+                }
                 if let Some(ics) = p.schedule.as_mut().and_then(|s| s.ics.as_mut()) {
                     url(ics);
                 }
@@ -2341,6 +2391,13 @@ impl Controller {
                 return Err(ApiError::field(
                     Code::InvalidArgument,
                     format!("{at}.target"),
+                    "is redacted (exported without secrets); give the full target",
+                ));
+            }
+            if let Some(i) = def.backups.iter().position(|b| b.contains("***")) {
+                return Err(ApiError::field(
+                    Code::InvalidArgument,
+                    format!("{at}.backups[{i}]"),
                     "is redacted (exported without secrets); give the full target",
                 ));
             }
@@ -2684,6 +2741,9 @@ impl Controller {
             "retry_at": retry_at,
             "since": since,
             "reconnects": status.as_ref().map_or(0, |s| s.reconnects),
+            "backups": (!def.backups.is_empty()).then(|| def.shown_backups()),
+            "destination": status.as_ref().and_then(|s| s.destination),
+            "destinations": status.as_ref().filter(|s| !s.destinations.is_empty()).map(|s| s.destinations.clone()),
             "last_error": status.and_then(|s| s.last_error),
         })
     }

@@ -340,6 +340,8 @@ mod tests {
             schedule: None,
             rules: vec![],
             inhibit: vec![],
+            backups: vec![],
+            redundancy: None,
         }
     }
 

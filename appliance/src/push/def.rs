@@ -51,10 +51,99 @@ pub struct PushDef {
     /// held back (a backup path that yields to the main one).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inhibit: Vec<String>,
+    /// Backup destinations (targets like `target`), for failover or for
+    /// sending to all at once; see `redundancy`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backups: Vec<String>,
+    /// How the backups are used (default: active-backup).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redundancy: Option<RedundancyDef>,
 }
 
 fn yes() -> bool {
     true
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RedundancyMode {
+    /// One destination at a time; the next after repeated failures.
+    #[default]
+    ActiveBackup,
+    /// Every destination at once.
+    ActiveActive,
+}
+
+/// How an output's backup destinations are used.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RedundancyDef {
+    #[serde(default)]
+    pub mode: RedundancyMode,
+    /// Failed attempts in a row (a stall is one) before moving on.
+    #[serde(default = "three")]
+    pub after_failures: u32,
+    /// Go back to the primary once it works again (checked without
+    /// interrupting the backup).
+    #[serde(default = "yes")]
+    pub return_to_primary: bool,
+    /// How often to try the primary while on a backup, in seconds.
+    #[serde(default = "thirty")]
+    pub primary_retry_s: u64,
+}
+
+fn three() -> u32 {
+    3
+}
+
+fn thirty() -> u64 {
+    30
+}
+
+impl Default for RedundancyDef {
+    fn default() -> Self {
+        RedundancyDef {
+            mode: RedundancyMode::ActiveBackup,
+            after_failures: three(),
+            return_to_primary: true,
+            primary_retry_s: thirty(),
+        }
+    }
+}
+
+impl RedundancyDef {
+    pub fn to_media(&self) -> fieldcast_media::output::Redundancy {
+        match self.mode {
+            RedundancyMode::ActiveActive => fieldcast_media::output::Redundancy::ActiveActive,
+            RedundancyMode::ActiveBackup => fieldcast_media::output::Redundancy::ActiveBackup {
+                after_failures: self.after_failures,
+                return_to_primary: self.return_to_primary,
+                primary_retry: std::time::Duration::from_secs(self.primary_retry_s),
+            },
+        }
+    }
+}
+
+/// At most this many backups per output.
+const MAX_BACKUPS: usize = 4;
+
+/// Checks a target (or template) as far as it can be before it is filled
+/// in; errors name `field`.
+fn check_target(target: &str, field: &str) -> Result<(), ConfigError> {
+    let checked = if fieldcast_media::record::RecordTarget::is_recording(target) {
+        // A recording's path keeps its variables until each segment;
+        // any value will do to check the rest.
+        crate::vars::substitute(target, &|_| Some("x".to_string()))
+            .unwrap_or_else(|_| target.to_string())
+    } else if target.contains('$') {
+        let scheme = target.split("://").next().unwrap_or("");
+        format!("{scheme}://placeholder:1")
+    } else {
+        target.to_string()
+    };
+    Target::parse(&checked)
+        .map(|_| ())
+        .map_err(|e| ConfigError::new(field, e.to_string().replace("target: ", "")))
 }
 
 impl std::fmt::Debug for PushDef {
@@ -84,6 +173,11 @@ impl PushDef {
         shown(&self.target)
     }
 
+    /// The backups as they may be shown.
+    pub fn shown_backups(&self) -> Vec<String> {
+        self.backups.iter().map(|b| shown(b)).collect()
+    }
+
     /// Checks the push against the streams that exist; `at` is its field
     /// path (`outputs[0]`, or empty for an MQTT command).
     pub fn validate(&self, at: &str, streams: &BTreeSet<String>) -> Result<ValidPush, ConfigError> {
@@ -106,20 +200,57 @@ impl PushDef {
         }
         // A template is checked in full when it starts (after substitution);
         // its scheme can be checked now.
-        let checked = if fieldcast_media::record::RecordTarget::is_recording(&self.target) {
-            // A recording's path keeps its variables until each segment;
-            // any value will do to check the rest.
-            crate::vars::substitute(&self.target, &|_| Some("x".to_string()))
-                .unwrap_or_else(|_| self.target.clone())
-        } else if self.target.contains('$') {
-            let scheme = self.target.split("://").next().unwrap_or("");
-            format!("{scheme}://placeholder:1")
-        } else {
-            self.target.clone()
-        };
-        Target::parse(&checked).map_err(|e| {
-            ConfigError::new(field("target"), e.to_string().replace("target: ", ""))
-        })?;
+        check_target(&self.target, &field("target"))?;
+        if self.backups.len() > MAX_BACKUPS {
+            return Err(ConfigError::new(
+                field("backups"),
+                format!("at most {MAX_BACKUPS} backup destinations"),
+            ));
+        }
+        for (i, b) in self.backups.iter().enumerate() {
+            let f = field(&format!("backups[{i}]"));
+            check_target(b, &f)?;
+            if fieldcast_media::record::RecordTarget::is_recording(b) {
+                return Err(ConfigError::new(
+                    f,
+                    "a recording cannot be a backup destination (add it as a push of its own)",
+                ));
+            }
+        }
+        if !self.backups.is_empty() {
+            if fieldcast_media::record::RecordTarget::is_recording(&self.target) {
+                return Err(ConfigError::new(
+                    field("backups"),
+                    "a recording has no backup destinations",
+                ));
+            }
+            if self.kind == PushKind::Push {
+                return Err(ConfigError::new(
+                    field("backups"),
+                    "backups need kind \"auto\" or \"scheduled\" (a one-shot push ends at its first failure)",
+                ));
+            }
+        }
+        if let Some(r) = &self.redundancy {
+            if self.backups.is_empty() {
+                return Err(ConfigError::new(
+                    field("redundancy"),
+                    "needs at least one destination in backups",
+                ));
+            }
+            if !(1..=100).contains(&r.after_failures) {
+                return Err(ConfigError::new(
+                    field("redundancy.after_failures"),
+                    format!("{} is outside 1..=100", r.after_failures),
+                ));
+            }
+            if !(5..=3600).contains(&r.primary_retry_s) {
+                return Err(ConfigError::new(
+                    field("redundancy.primary_retry_s"),
+                    format!("{} is outside 5..=3600", r.primary_retry_s),
+                ));
+            }
+        }
         let scheduled = self.kind == PushKind::Scheduled;
         if !scheduled && self.schedule.is_some() {
             return Err(ConfigError::new(

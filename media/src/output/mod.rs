@@ -11,6 +11,7 @@
 //! `watch` of the latest status out. Stopping cancels the task and waits for
 //! its pipeline to reach NULL.
 
+pub mod group;
 mod link;
 pub mod liveness;
 mod pipeline;
@@ -37,6 +38,7 @@ use crate::srt::{SrtStats, SrtTarget};
 use crate::stream::Stream;
 use crate::unix_now;
 use crate::whip::{WhipStats, WhipTarget};
+pub use group::{DestinationStatus, Redundancy};
 use link::Link;
 use liveness::{LivenessConfig, Verdict};
 pub use pipeline::Built;
@@ -118,6 +120,9 @@ pub struct OutputSpec {
     /// Names a recording's segments (fills in the time variables in the
     /// device's time zone); without it only `${segment}` and `${unix}`.
     pub namer: Option<SegmentNamer>,
+    /// Backup destinations, in order, and how they are used.
+    pub backups: Vec<Target>,
+    pub redundancy: Redundancy,
 }
 
 impl OutputSpec {
@@ -132,6 +137,8 @@ impl OutputSpec {
             max_pipeline_bytes: 16 * 1024 * 1024,
             retry: true,
             namer: None,
+            backups: Vec::new(),
+            redundancy: Redundancy::default(),
         }
     }
 }
@@ -172,7 +179,7 @@ impl OutputState {
 }
 
 /// The latest status of one output, as state and telemetry report it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct OutputStatus {
     #[serde(flatten)]
     pub state: OutputState,
@@ -190,6 +197,10 @@ pub struct OutputStatus {
     pub rtmp: Option<RtmpStats>,
     pub recording: Option<RecordStats>,
     pub whip: Option<WhipStats>,
+    /// With backup destinations: the one in use (0 is the primary), and
+    /// each destination's role and state.
+    pub destination: Option<usize>,
+    pub destinations: Vec<DestinationStatus>,
 }
 
 impl Default for OutputStatus {
@@ -207,6 +218,8 @@ impl Default for OutputStatus {
             rtmp: None,
             recording: None,
             whip: None,
+            destination: None,
+            destinations: Vec::new(),
         }
     }
 }
@@ -229,6 +242,20 @@ pub enum OutputEvent {
     /// A one-shot output failed and will not retry.
     OutputFailed {
         id: String,
+        reason: String,
+    },
+    /// An output with backups moved to another destination.
+    OutputFailover {
+        id: String,
+        from: String,
+        to: String,
+        reason: String,
+    },
+    /// One destination of an output with backups failed an attempt.
+    DestinationDown {
+        id: String,
+        destination: usize,
+        target: String,
         reason: String,
     },
     /// A recording closed a segment file.
@@ -297,7 +324,11 @@ pub fn spawn(spec: OutputSpec, events: mpsc::UnboundedSender<OutputEvent>) -> Ou
     let (cmd_tx, cmd_rx) = mpsc::channel(8);
     let (status_tx, status_rx) = watch::channel(OutputStatus::default());
     let id = spec.id.clone();
-    let task = tokio::spawn(run(spec, cmd_rx, status_tx, events));
+    let task = if spec.backups.is_empty() {
+        tokio::spawn(run(spec, cmd_rx, status_tx, events))
+    } else {
+        tokio::spawn(group::run(spec, cmd_rx, status_tx, events))
+    };
     OutputHandle {
         id,
         cmd: cmd_tx,
