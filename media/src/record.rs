@@ -309,14 +309,18 @@ pub fn explain_io(action: &str, path: &Path, e: &std::io::Error, free: Option<u6
     }
 }
 
-/// Free bytes for unprivileged writers on the file system holding `path`.
+/// Free bytes for unprivileged writers on the file system that holds (or
+/// will hold) `path`: its nearest existing ancestor's.
 pub fn free_bytes(path: &Path) -> Option<u64> {
     use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid buffer.
-    let r = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    (r == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+    path.ancestors().find_map(|p| {
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
+        // SAFETY: an all-zero statvfs is a valid value of this plain C struct.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `c` is a valid NUL-terminated path and `st` a valid buffer.
+        let r = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+        (r == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+    })
 }
 
 #[cfg(test)]

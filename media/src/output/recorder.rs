@@ -47,7 +47,8 @@ pub struct RecordStats {
     pub file_bytes: u64,
     /// Segments closed since the push started.
     pub segments: u64,
-    /// Bytes written to disk since the push started.
+    /// Bytes written to disk since the push started (the open segment
+    /// included).
     pub bytes_written: u64,
     /// Files retention deleted since the push started.
     pub files_deleted: u64,
@@ -326,6 +327,8 @@ struct Recording<'a> {
     namer: Option<SegmentNamer>,
     index: u64,
     stats: RecordStats,
+    /// Bytes of the segments closed so far.
+    closed_bytes: u64,
     last_retention: Instant,
 }
 
@@ -418,7 +421,8 @@ impl Recording<'_> {
         let feeder_bytes = seg.feeder.bytes;
         let feeder_dropped = seg.feeder.dropped;
         let (path, bytes, took, result) = seg.close().await;
-        self.stats.bytes_written += bytes;
+        self.closed_bytes += bytes;
+        self.stats.bytes_written = self.closed_bytes;
         self.stats.file = None;
         self.stats.file_bytes = 0;
         task.done_add(feeder_frames, feeder_bytes, feeder_dropped);
@@ -443,6 +447,7 @@ pub(super) async fn session(task: &mut Task, target: &RecordTarget) -> SessionEn
         namer: task.spec.namer.clone(),
         index: 0,
         stats: RecordStats::default(),
+        closed_bytes: 0,
         last_retention: Instant::now(),
     };
     let mut sub = task.spec.stream.subscribe(task.spec.queue_frames);
@@ -507,6 +512,7 @@ pub(super) async fn session(task: &mut Task, target: &RecordTarget) -> SessionEn
                                 break 'session SessionEnd::Failed { reason, was_live: true };
                             }
                             rec.stats.file_bytes = s.bytes();
+                            rec.stats.bytes_written = rec.closed_bytes + rec.stats.file_bytes;
                             if s.bytes() > 0 {
                                 task.go_live();
                             }

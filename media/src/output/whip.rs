@@ -440,9 +440,9 @@ pub(super) async fn session(task: &mut Task, target: &WhipTarget) -> SessionEnd 
                     if connected && !connected_once {
                         connected_once = true;
                         // What was sent before DTLS was up is gone: give
-                        // the receiver a picture at once.
+                        // the receiver a picture at once (it discards what
+                        // comes before the keyframe by itself).
                         task.spec.stream.request_keyframe();
-                        feeder.resync = true;
                     }
                     let verdict = if negotiation.is_some() {
                         Verdict::Connecting
