@@ -2910,7 +2910,7 @@ impl Controller {
             let Some(h) = p.handle() else { continue };
             let s = h.status();
             let key = format!("output:{id}");
-            let kbps = rate(&key, s.bytes_sent, &self.last_telemetry);
+            let kbps = s.bitrate_kbps;
             bytes_now.insert(key, s.bytes_sent);
             outputs.insert(
                 id.clone(),

@@ -390,6 +390,7 @@ pub(super) async fn run(
                 a.3 + s.reconnects,
             )
         });
+        let kbps: u64 = child_status.iter().map(|(_, s)| s.bitrate_kbps).sum();
         let any_live = child_status
             .iter()
             .any(|(_, s)| s.state == OutputState::Live);
@@ -402,6 +403,7 @@ pub(super) async fn run(
             next.bytes_sent = done.1 + sums.1;
             next.frames_dropped = done.2 + sums.2;
             next.reconnects = done.3 + sums.3;
+            next.bitrate_kbps = kbps;
             next.destination = Some(*index);
             next.destinations = destinations;
             let became_live = next.state == OutputState::Live && !was_live;

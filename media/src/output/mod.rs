@@ -193,6 +193,8 @@ pub struct OutputStatus {
     pub frames_sent: u64,
     pub bytes_sent: u64,
     pub frames_dropped: u64,
+    /// Encoded bitrate going into the output over the last few seconds.
+    pub bitrate_kbps: u64,
     pub srt: Option<SrtStats>,
     pub rtmp: Option<RtmpStats>,
     pub recording: Option<RecordStats>,
@@ -214,6 +216,7 @@ impl Default for OutputStatus {
             frames_sent: 0,
             bytes_sent: 0,
             frames_dropped: 0,
+            bitrate_kbps: 0,
             srt: None,
             rtmp: None,
             recording: None,
@@ -360,6 +363,38 @@ struct Task {
     /// ICE servers a WHIP endpoint named in its `Link` headers, used for
     /// the next attempts.
     learned_ice: Vec<String>,
+    rate: std::sync::Mutex<RateMeter>,
+}
+
+/// A bitrate over a sliding window of (time, cumulative bytes) samples.
+/// Measured where the bytes are counted, so a reader polling at its own
+/// pace never sees the zero that differencing two unsynchronised
+/// one-second ticks can give.
+#[derive(Default)]
+pub(crate) struct RateMeter {
+    samples: std::collections::VecDeque<(Instant, u64)>,
+}
+
+impl RateMeter {
+    const WINDOW: Duration = Duration::from_secs(3);
+
+    pub(crate) fn kbps(&mut self, now: Instant, bytes: u64) -> u64 {
+        self.samples.push_back((now, bytes));
+        while self
+            .samples
+            .front()
+            .is_some_and(|(t, _)| now - *t > Self::WINDOW)
+            && self.samples.len() > 2
+        {
+            self.samples.pop_front();
+        }
+        let (t0, b0) = *self.samples.front().expect("just pushed");
+        let dt = (now - t0).as_secs_f64();
+        if dt < 0.5 {
+            return 0;
+        }
+        (bytes.saturating_sub(b0) as f64 * 8.0 / 1000.0 / dt).round() as u64
+    }
 }
 
 #[derive(Clone, Copy, Default)]
@@ -416,7 +451,13 @@ impl Task {
     ) {
         let (f, b, d) = current.unwrap_or_default();
         let dropped = self.done.dropped + d + sub.dropped.load(Ordering::Relaxed);
+        let kbps = self
+            .rate
+            .lock()
+            .expect("rate lock")
+            .kbps(Instant::now(), self.done.bytes + b);
         self.status.send_modify(|s| {
+            s.bitrate_kbps = kbps;
             s.frames_sent = self.done.frames + f;
             s.bytes_sent = self.done.bytes + b;
             s.frames_dropped = dropped;
@@ -473,6 +514,7 @@ async fn run(
         events,
         done: Counters::default(),
         learned_ice: Vec::new(),
+        rate: Default::default(),
     };
     let mut attempt: u32 = 0;
     loop {
@@ -694,9 +736,11 @@ async fn session(task: &mut Task) -> SessionEnd {
                     let mut status = task.status.borrow().clone();
                     let verdict = link.observe(&built, Instant::now(), feeder.queued(), &mut status);
                     let now = task.done.plus(&feeder, &sub);
+                    let kbps = task.rate.lock().expect("rate lock").kbps(Instant::now(), now.bytes);
                     task.status.send_modify(|s| {
                         s.srt = status.srt.take();
                         s.rtmp = status.rtmp.take();
+                        s.bitrate_kbps = kbps;
                         s.frames_sent = now.frames;
                         s.bytes_sent = now.bytes;
                         s.frames_dropped = now.dropped;
@@ -841,5 +885,23 @@ impl Feeder {
         self.frames += 1;
         self.bytes += frame.size() as u64;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_over_a_sliding_window() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::default();
+        assert_eq!(m.kbps(t0, 0), 0);
+        // 125 kB/s = 1000 kbit/s, sampled unevenly.
+        assert_eq!(m.kbps(t0 + Duration::from_millis(1000), 125_000), 1000);
+        assert_eq!(m.kbps(t0 + Duration::from_millis(1900), 237_500), 1000);
+        assert_eq!(m.kbps(t0 + Duration::from_millis(5000), 625_000), 1000);
+        // Stopped sending: falls to zero once the window has passed.
+        assert_eq!(m.kbps(t0 + Duration::from_millis(9000), 625_000), 0);
     }
 }
