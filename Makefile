@@ -9,3 +9,4 @@ test:
 
 bench:
 	benches/srt_fanout.sh
+	benches/output_kinds.sh
