@@ -18,6 +18,9 @@ PACKAGES=(
   gstreamer1.0-nice
   # control plane broker and clients
   mosquitto mosquitto-clients
+  # libsrt headers and link library for media's own SRT sender (srt_ffi):
+  # the GnuTLS flavour, the same libsrt GStreamer's SRT plugin loads
+  libsrt-gnutls-dev
   # real SRT peers and media checks for tests and the demo
   srt-tools ffmpeg
   # RTMP receiver for the RTMP tests (nginx with the RTMP module) and the

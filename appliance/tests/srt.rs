@@ -47,6 +47,34 @@ async fn caller_push_reaches_srt_live_transmit() {
     add_live(&mut rig, "ingest", port, "").await;
     let live_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(8)).await;
+    // libsrt's own statistics, as a broadcast engineer reads them.
+    let list = rig.ok("push.list", "").await;
+    let srt = list["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "ingest")
+        .unwrap()["srt"]
+        .clone();
+    for field in [
+        "rtt_ms",
+        "bandwidth_mbps",
+        "send_rate_mbps",
+        "send_buffer_ms",
+        "send_buffer_packets",
+        "flight_size_packets",
+        "packets_retransmitted",
+        "packets_lost",
+        "packets_dropped",
+        "negotiated_latency_ms",
+    ] {
+        assert!(srt[field].is_number(), "{field} missing: {srt}");
+    }
+    assert!(srt["packets_sent"].as_u64() > Some(500), "{srt}");
+    assert!(srt["acks_received"].as_u64() > Some(0), "{srt}");
+    assert!(srt["rtt_ms"].as_f64() > Some(0.0), "{srt}");
+    assert_eq!(srt["negotiated_latency_ms"], 120, "{srt}");
+    assert!(srt["send_buffer_ms"].as_u64() < Some(1000), "{srt}");
     let streamed = live_at.elapsed().as_secs_f64();
     stop_and_finish(&mut rig, "ingest", &mut receiver).await;
 
@@ -153,7 +181,7 @@ async fn wrong_passphrase_is_an_output_error() {
         .await;
     let p = rig.push("enc").unwrap();
     let err = p["last_error"].as_str().unwrap();
-    assert!(err.contains("refused"), "{err}");
+    assert!(err.contains("wrong passphrase"), "{err}");
     let events = rig.mqtt.events(&rig.topic("events"));
     assert!(
         events

@@ -15,6 +15,8 @@ pub mod pipeline_util;
 pub mod record;
 pub mod rtmp;
 pub mod srt;
+pub mod srt_ffi;
+pub mod srt_sock;
 pub mod stream;
 pub mod tls;
 pub mod whip;

@@ -1,5 +1,6 @@
-//! SRT targets and statistics: the wire-level facts of an SRT output, with no
-//! I/O. The socket itself is libsrt's, driven by GStreamer's `srtsink`.
+//! SRT targets: the wire-level facts of an SRT output, with no I/O. The
+//! socket itself is libsrt's, driven by `srt_sock`; its statistics are
+//! `srt_sock::SrtSocketStats`.
 //!
 //! Targets are written as operators know them from ingest servers and from
 //! MistServer: `srt://host:port?mode=caller&streamid=…&passphrase=…&latency=…`.
@@ -296,32 +297,6 @@ impl TryFrom<&str> for SrtTarget {
     }
 }
 
-/// Turns srtsink's failure into what an operator can act on. srtsink (1.22)
-/// reports every failed caller connection as "Connection does not exist"
-/// on its first write; libsrt rejects a connection at once (wrong or
-/// missing passphrase, key length or stream id refused by the peer) but
-/// gives up on a silent peer only after its 3 s connect timeout
-/// (SRTO_CONNTIMEO), so the time it took tells the two apart.
-pub fn explain_failure(
-    raw: &str,
-    target: &SrtTarget,
-    since_start: std::time::Duration,
-    ever_acked: bool,
-) -> String {
-    if ever_acked || target.mode == SrtMode::Listener || !raw.contains("Connection does not exist")
-    {
-        return raw.to_string();
-    }
-    let peer = target.sink_uri();
-    if since_start < std::time::Duration::from_millis(1500) {
-        format!(
-            "{peer} refused the connection (check passphrase, pbkeylen and streamid against the receiver)"
-        )
-    } else {
-        format!("no answer from {peer} (connection timed out; is the receiver up and reachable?)")
-    }
-}
-
 /// The options of a target's query, split on `&` and percent-decoded as
 /// libsrt's URI parser does it: `+` is a plus sign (base64 passphrases and
 /// stream ids keep theirs) and `#` is an ordinary character (the stream id
@@ -355,100 +330,6 @@ fn query_options(query: &str) -> Result<Vec<(&str, String)>, Error> {
         out.push((key, value));
     }
     Ok(out)
-}
-
-/// What libsrt says about one output, read from `srtsink`'s `stats`.
-/// Caller and rendezvous sockets report at the top level; a listener reports
-/// one structure per connected caller in `callers`, summed here (RTT and
-/// link capacity are the worst caller's).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-pub struct SrtStats {
-    pub bytes_sent: u64,
-    pub packets_sent: u64,
-    pub packets_retransmitted: u64,
-    pub packets_lost: u64,
-    pub packets_dropped: u64,
-    pub acks_received: u64,
-    pub naks_received: u64,
-    pub send_rate_mbps: f64,
-    pub rtt_ms: f64,
-    pub bandwidth_mbps: f64,
-    pub negotiated_latency_ms: u64,
-    /// Connected callers (listener mode); 1 or 0 for a caller.
-    pub peers: usize,
-}
-
-fn count(s: &gst::StructureRef, field: &str) -> u64 {
-    s.get::<i64>(field)
-        .map(|v| v.max(0) as u64)
-        .or_else(|_| s.get::<i32>(field).map(|v| v.max(0) as u64))
-        .or_else(|_| s.get::<u64>(field))
-        .or_else(|_| s.get::<u32>(field).map(u64::from))
-        .unwrap_or(0)
-}
-
-fn real(s: &gst::StructureRef, field: &str) -> f64 {
-    s.get::<f64>(field).unwrap_or(0.0)
-}
-
-impl SrtStats {
-    fn from_socket(s: &gst::StructureRef) -> Self {
-        SrtStats {
-            bytes_sent: count(s, "bytes-sent"),
-            packets_sent: count(s, "packets-sent"),
-            packets_retransmitted: count(s, "packets-retransmitted"),
-            packets_lost: count(s, "packets-sent-lost"),
-            packets_dropped: count(s, "packets-sent-dropped"),
-            acks_received: count(s, "packet-ack-received"),
-            naks_received: count(s, "packet-nack-received"),
-            send_rate_mbps: real(s, "send-rate-mbps"),
-            rtt_ms: real(s, "rtt-ms"),
-            bandwidth_mbps: real(s, "bandwidth-mbps"),
-            negotiated_latency_ms: count(s, "negotiated-latency-ms"),
-            // A socket that has sent or heard anything has a peer.
-            peers: usize::from(s.has_field("packets-sent")),
-        }
-    }
-
-    fn add(&mut self, o: &SrtStats) {
-        self.bytes_sent += o.bytes_sent;
-        self.packets_sent += o.packets_sent;
-        self.packets_retransmitted += o.packets_retransmitted;
-        self.packets_lost += o.packets_lost;
-        self.packets_dropped += o.packets_dropped;
-        self.acks_received += o.acks_received;
-        self.naks_received += o.naks_received;
-        self.send_rate_mbps += o.send_rate_mbps;
-        self.rtt_ms = self.rtt_ms.max(o.rtt_ms);
-        self.bandwidth_mbps = if self.peers == 0 {
-            o.bandwidth_mbps
-        } else {
-            self.bandwidth_mbps.min(o.bandwidth_mbps)
-        };
-        self.negotiated_latency_ms = self.negotiated_latency_ms.max(o.negotiated_latency_ms);
-        self.peers += o.peers;
-    }
-
-    /// Reads `srtsink`'s `stats` structure.
-    pub fn from_structure(stats: &gst::StructureRef) -> Self {
-        match stats.get::<gst::glib::ValueArray>("callers") {
-            Ok(callers) => {
-                let each: Vec<gst::Structure> =
-                    callers.iter().filter_map(|v| v.get().ok()).collect();
-                SrtStats::of_callers(&each)
-            }
-            Err(_) => SrtStats::from_socket(stats),
-        }
-    }
-
-    /// A listener's statistics: the sum over its callers.
-    pub fn of_callers(callers: &[gst::Structure]) -> Self {
-        let mut total = SrtStats::default();
-        for c in callers {
-            total.add(&SrtStats::from_socket(c));
-        }
-        total
-    }
 }
 
 #[cfg(test)]
@@ -565,58 +446,5 @@ mod tests {
             .to_string();
         assert!(err.contains("passphrase has 6 bytes"), "{err}");
         assert!(!err.contains("short1"));
-    }
-
-    #[test]
-    fn failures_are_explained() {
-        use std::time::Duration;
-        let t = SrtTarget::try_from("srt://10.0.0.1:9000?passphrase=0123456789").unwrap();
-        let raw = "Failed to write to SRT socket: Connection does not exist";
-        let quick = explain_failure(raw, &t, Duration::from_millis(50), false);
-        assert!(
-            quick.contains("refused") && quick.contains("passphrase"),
-            "{quick}"
-        );
-        assert!(!quick.contains("0123456789"));
-        let slow = explain_failure(raw, &t, Duration::from_secs(3), false);
-        assert!(
-            slow.contains("no answer from srt://10.0.0.1:9000"),
-            "{slow}"
-        );
-        assert_eq!(explain_failure(raw, &t, Duration::from_secs(60), true), raw);
-        assert_eq!(explain_failure("other", &t, Duration::ZERO, false), "other");
-    }
-
-    #[test]
-    fn stats_of_caller_and_listener() {
-        gst::init().unwrap();
-        let caller = gst::Structure::builder("application/x-srt-statistics")
-            .field("packets-sent", 100i64)
-            .field("packet-ack-received", 40i32)
-            .field("bytes-sent", 131_600u64)
-            .field("rtt-ms", 0.5f64)
-            .field("bandwidth-mbps", 900.0f64)
-            .field("packets-retransmitted", 2i32)
-            .build();
-        let s = SrtStats::from_structure(&caller);
-        assert_eq!(s.packets_sent, 100);
-        assert_eq!(s.acks_received, 40);
-        assert_eq!(s.bytes_sent, 131_600);
-        assert_eq!(s.packets_retransmitted, 2);
-        assert_eq!(s.peers, 1);
-
-        let second = gst::Structure::builder("application/x-srt-statistics")
-            .field("packets-sent", 50i64)
-            .field("packet-ack-received", 10i32)
-            .field("rtt-ms", 3.0f64)
-            .field("bandwidth-mbps", 100.0f64)
-            .build();
-        let s = SrtStats::of_callers(&[caller, second]);
-        assert_eq!(s.peers, 2);
-        assert_eq!(s.packets_sent, 150);
-        assert_eq!(s.acks_received, 50);
-        assert_eq!(s.rtt_ms, 3.0);
-        assert_eq!(s.bandwidth_mbps, 100.0);
-        assert_eq!(SrtStats::of_callers(&[]).peers, 0);
     }
 }

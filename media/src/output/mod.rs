@@ -34,7 +34,8 @@ use crate::frame::{EncodedFrame, Track};
 use crate::pipeline_util::{change_state, error_reason, pending_error};
 use crate::record::RecordTarget;
 use crate::rtmp::{RtmpStats, RtmpTarget};
-use crate::srt::{SrtStats, SrtTarget};
+use crate::srt::SrtTarget;
+use crate::srt_sock::SrtSocketStats;
 use crate::stream::Stream;
 use crate::unix_now;
 use crate::whip::{WhipStats, WhipTarget};
@@ -195,7 +196,7 @@ pub struct OutputStatus {
     pub frames_dropped: u64,
     /// Encoded bitrate going into the output over the last few seconds.
     pub bitrate_kbps: u64,
-    pub srt: Option<SrtStats>,
+    pub srt: Option<SrtSocketStats>,
     pub rtmp: Option<RtmpStats>,
     pub recording: Option<RecordStats>,
     pub whip: Option<WhipStats>,
@@ -595,7 +596,41 @@ async fn run(
 /// One connection attempt, from building the pipeline to its end.
 async fn session(task: &mut Task) -> SessionEnd {
     let id = task.spec.id.clone();
-    let built = match link::build(&id, &task.spec.target, &task.spec.stream) {
+    // SRT connects before the pipeline exists (libsrt directly): a caller
+    // waits for the handshake here, with its precise refusal if any.
+    let srt = match &task.spec.target {
+        Target::Srt(t) => {
+            let (t, stream) = (t.clone(), task.spec.stream.clone());
+            let mut connecting =
+                tokio::task::spawn_blocking(move || link::connect_srt(&t, &stream));
+            let r = tokio::select! {
+                r = &mut connecting => r,
+                i = next_command(&mut task.cmd) => {
+                    // A handshake cannot be cancelled; its socket closes
+                    // when the result is dropped.
+                    let _ = connecting.await;
+                    return i.into();
+                }
+            };
+            match r {
+                Ok(Ok(c)) => Some(c),
+                Ok(Err(reason)) => {
+                    return SessionEnd::Failed {
+                        reason,
+                        was_live: false,
+                    };
+                }
+                Err(e) => {
+                    return SessionEnd::Failed {
+                        reason: format!("connecting: {e}"),
+                        was_live: false,
+                    };
+                }
+            }
+        }
+        _ => None,
+    };
+    let built = match link::build(&id, &task.spec.target, &task.spec.stream, srt.as_ref()) {
         Ok(b) => b,
         Err(e) => {
             return SessionEnd::Failed {
@@ -673,7 +708,12 @@ async fn session(task: &mut Task) -> SessionEnd {
         }
 
         let playing_since = Instant::now();
-        let mut link = Link::new(&task.spec.target, &task.spec.liveness, Instant::now());
+        let mut link = Link::new(
+            &task.spec.target,
+            &task.spec.liveness,
+            srt.clone(),
+            Instant::now(),
+        );
         let mut was_live = false;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -814,7 +854,10 @@ async fn finish(built: &Built, bus: &mut gst::bus::BusStream) {
 /// Pushes frames into the output's `appsrc`s, dropping to the next keyframe
 /// when the pipeline itself backs up.
 struct Feeder {
-    listener_peers: Option<Arc<std::sync::atomic::AtomicUsize>>,
+    listener_peers: Option<pipeline::Peers>,
+    /// Set by an SRT sink whose send buffer was full: what it could not
+    /// take is gone, so go on at the next keyframe.
+    congested: Option<Arc<std::sync::atomic::AtomicBool>>,
     video: Option<gst_app::AppSrc>,
     audio: Option<gst_app::AppSrc>,
     max_bytes: u64,
@@ -829,6 +872,7 @@ impl Feeder {
     fn new(built: &Built, max_bytes: u64) -> Self {
         Self {
             listener_peers: built.listener_peers.clone(),
+            congested: built.congested.clone(),
             video: built.video.clone(),
             audio: built.audio.clone(),
             max_bytes,
@@ -851,11 +895,7 @@ impl Feeder {
             Track::Audio => self.audio.as_ref(),
         };
         let Some(src) = src else { return Ok(()) };
-        if self
-            .listener_peers
-            .as_ref()
-            .is_some_and(|p| p.load(Ordering::SeqCst) == 0)
-        {
+        if self.listener_peers.as_ref().is_some_and(|p| p() == 0) {
             // A listener nobody called: hold back, and start the next caller
             // on a keyframe (with its parameter sets) instead of mid-GOP.
             // Frames nobody could receive are not counted as dropped.
@@ -863,7 +903,12 @@ impl Feeder {
             return Ok(());
         }
         let queued = self.queued();
-        if queued > self.max_bytes {
+        if queued > self.max_bytes
+            || self
+                .congested
+                .as_ref()
+                .is_some_and(|c| c.swap(false, Ordering::SeqCst))
+        {
             self.resync = true;
         }
         if self.resync {

@@ -1,20 +1,23 @@
 //! The small pipeline an output owns: `appsrc`s → muxer → protocol sink.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use gst::prelude::*;
 
 use crate::error::Error;
 use crate::frame::Track;
 use crate::rtmp::RtmpTarget;
-use crate::srt::{SrtMode, SrtTarget};
+
+/// How many callers a listener has now.
+pub type Peers = Arc<dyn Fn() -> usize + Send + Sync>;
 
 pub struct Built {
     pub pipeline: gst::Pipeline,
-    /// Callers connected to a listener, kept by srtsink's `caller-added` and
-    /// `caller-removed` signals; `None` for callers and rendezvous.
-    pub listener_peers: Option<Arc<AtomicUsize>>,
+    /// Callers connected to an SRT listener; `None` for everything else.
+    pub listener_peers: Option<Peers>,
+    /// Set when an SRT send buffer was full.
+    pub congested: Option<Arc<std::sync::atomic::AtomicBool>>,
     pub video: Option<gst_app::AppSrc>,
     pub audio: Option<gst_app::AppSrc>,
     pub sink: gst::Element,
@@ -53,94 +56,59 @@ fn appsrc(name: &str) -> gst_app::AppSrc {
         .build()
 }
 
-/// `appsrc(video) ! mpegtsmux ! srtsink` (+ `appsrc(audio) ! mux`).
-/// `on_caller` runs (on libsrt's thread) when a caller connects to a
-/// listener.
+/// `appsrc(video) ! mpegtsmux ! appsink` (+ `appsrc(audio) ! mux`), the
+/// appsink handing each 1316-byte chunk (seven TS packets: one SRT live
+/// payload) to libsrt through `sender`. A send error is kept in `failure`
+/// and stops the pipeline; a full send buffer sets `congested` (the feeder
+/// then drops to the next keyframe, so what goes out stays decodable).
 pub fn build_srt(
     output: &str,
-    target: &SrtTarget,
+    sender: Arc<crate::srt_sock::SrtSender>,
+    failure: Arc<std::sync::Mutex<Option<String>>>,
+    congested: Arc<std::sync::atomic::AtomicBool>,
     tracks: &[Track],
-    on_caller: impl Fn() + Send + Sync + 'static,
 ) -> Result<Built, Error> {
     let pipeline = gst::Pipeline::with_name(&format!("output-{output}"));
     let mux = make(output, "mpegtsmux", "mux")?;
     // Seven 188-byte TS packets per buffer: exactly one SRT payload
     // (1316 bytes, the SRT live-mode payload size).
     mux.set_property("alignment", 7i32);
-    let sink = make(output, "srtsink", "sink")?;
-    sink.set_property("uri", target.sink_uri());
-    sink.set_property_from_str("mode", target.mode.gst_nick());
-    let mut listener_peers = None;
-    match target.mode {
-        SrtMode::Listener => {
-            // srtsink binds a listener to `localaddress`/`localport`, not to
-            // the URI's address (with a host in the URI it binds port 0).
-            let bind = if target.host.is_empty() {
-                "0.0.0.0"
-            } else {
-                target.host.as_str()
-            };
-            sink.set_property("localaddress", bind);
-            sink.set_property("localport", u32::from(target.port));
-            let peers = Arc::new(AtomicUsize::new(0));
-            let p = peers.clone();
-            sink.connect("caller-added", false, move |_| {
-                p.fetch_add(1, Ordering::SeqCst);
-                on_caller();
-                None
-            });
-            let p = peers.clone();
-            sink.connect("caller-removed", false, move |_| {
-                let _ = p.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
-                None
-            });
-            listener_peers = Some(peers);
-        }
-        SrtMode::Rendezvous => {
-            // Both ends of a rendezvous use the same port (libsrt's
-            // convention, and what its tools do), from the adapter's address
-            // if given.
-            let bind = target
-                .adapter
-                .map_or_else(|| "0.0.0.0".to_string(), |a| a.to_string());
-            sink.set_property("localaddress", bind);
-            sink.set_property("localport", u32::from(target.port));
-        }
-        SrtMode::Caller => {
-            if let Some(a) = target.adapter {
-                sink.set_property("localaddress", a.to_string());
-                // Any free port: a caller's source port does not matter.
-                sink.set_property("localport", 0u32);
-            }
-        }
-    }
-    // Reconnects are ours (bounded backoff with jitter, resuming on a
-    // keyframe); GStreamer's own loop would hide failures from liveness.
-    sink.set_property("auto-reconnect", false);
-    // A listener with no caller drops data instead of stalling the pipeline.
-    sink.set_property("wait-for-connection", false);
-    // The encoder paces the stream already; waiting on the clock again here
-    // would only add latency when a GOP backlog is sent to a new output.
-    sink.set_property("sync", false);
-    sink.set_property("async", false);
-    if let Some(l) = target.latency_ms {
-        sink.set_property("latency", i32::try_from(l).unwrap_or(i32::MAX));
-    }
-    if let Some(id) = &target.streamid {
-        sink.set_property("streamid", id);
-    }
-    if let Some(p) = target.passphrase() {
-        sink.set_property("passphrase", p);
-        sink.set_property_from_str("pbkeylen", &target.pbkeylen.unwrap_or(16).to_string());
-    }
+    let appsink = gst_app::AppSink::builder()
+        .name("sink")
+        .sync(false)
+        .async_(false)
+        .enable_last_sample(false)
+        .max_buffers(0)
+        .build();
+    let s = sender.clone();
+    let congested_flag = congested.clone();
+    appsink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let Some(buffer) = sample.buffer() else {
+                    return Ok(gst::FlowSuccess::Ok);
+                };
+                let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
+                match s.send(&map) {
+                    Ok(crate::srt_sock::SendOutcome::BufferFull { .. }) => {
+                        congested.store(true, Ordering::SeqCst);
+                        Ok(gst::FlowSuccess::Ok)
+                    }
+                    Ok(_) => Ok(gst::FlowSuccess::Ok),
+                    Err(e) => {
+                        *failure.lock().expect("failure lock") = Some(e.to_string());
+                        Err(gst::FlowError::Error)
+                    }
+                }
+            })
+            .build(),
+    );
+    let sink: gst::Element = appsink.upcast();
     pipeline
         .add_many([&mux, &sink])
         .and_then(|_| mux.link(&sink))
-        .map_err(|e| Error::Pipeline {
-            output: output.into(),
-            reason: e.to_string(),
-        })?;
-
+        .map_err(|e| pipeline_error(output, e))?;
     let (video, audio) = attach_tracks(output, &pipeline, tracks, |track, _| {
         // Request the muxer pad by hand: the caps are not known until the
         // first frame, so link-time pad matching cannot pick it.
@@ -152,9 +120,14 @@ pub fn build_srt(
             })?;
         Ok(pad)
     })?;
+    let peers: Option<Peers> = sender.is_listener().then(|| {
+        let s = sender.clone();
+        Arc::new(move || s.callers()) as Peers
+    });
     Ok(Built {
         pipeline,
-        listener_peers,
+        listener_peers: peers,
+        congested: Some(congested_flag),
         video,
         audio,
         sink,
@@ -187,6 +160,7 @@ pub fn build_ts_to_appsink(output: &str, tracks: &[Track]) -> Result<Built, Erro
     Ok(Built {
         pipeline,
         listener_peers: None,
+        congested: None,
         video,
         audio,
         sink,
@@ -309,6 +283,7 @@ pub fn build_whip(
         Built {
             pipeline,
             listener_peers: None,
+            congested: None,
             video,
             audio,
             sink: webrtc.clone(),
@@ -449,6 +424,7 @@ pub fn build_rtmp(output: &str, target: &RtmpTarget, tracks: &[Track]) -> Result
     Ok(Built {
         pipeline,
         listener_peers: None,
+        congested: None,
         video,
         audio,
         sink,
@@ -471,14 +447,8 @@ mod tests {
         assert_eq!(b.sink.property::<String>("stream"), "key");
         b.pipeline.set_state(gst::State::Ready).unwrap();
         b.pipeline.set_state(gst::State::Null).unwrap();
-        for t in [
-            "srt://127.0.0.1:1?mode=caller&passphrase=0123456789&latency=200&streamid=x",
-            "srt://:1?mode=listener",
-            "srt://127.0.0.1:1?mode=rendezvous&adapter=127.0.0.1",
-        ] {
-            let srt = SrtTarget::try_from(t).unwrap();
-            let b = build_srt("t", &srt, &tracks, || {}).unwrap();
-            b.pipeline.set_state(gst::State::Null).unwrap();
-        }
+        let mut ts = build_ts_to_appsink("t", &tracks).unwrap();
+        ts.pipeline.set_state(gst::State::Null).unwrap();
+        ts.video = None;
     }
 }
