@@ -26,6 +26,8 @@ PACKAGES=(
   # RTMP receiver for the RTMP tests (nginx with the RTMP module) and the
   # TLS front that makes it an RTMPS server
   nginx-light libnginx-mod-rtmp stunnel4
+  # the Python the test peers' venv is made from (scripts/install-test-peers.sh)
+  python3 python3-venv
   # misc used by scripts
   curl ca-certificates procps
   # test certificates for the MQTT-over-TLS tests
