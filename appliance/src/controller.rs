@@ -446,6 +446,12 @@ impl Controller {
                 .then(&change)
         };
         let encode = self.changed_encode(&base, &merged, "")?;
+        let before = self.persisted.clone();
+        let previous = before
+            .encoders
+            .get(input)
+            .and_then(|c| self.changed_encode(&base, c, "").ok())
+            .unwrap_or_else(|| base.encode.clone());
         let mut next = self.persisted.clone();
         if merged.is_empty() {
             next.encoders.remove(input);
@@ -456,6 +462,20 @@ impl Controller {
             self.save(next).await?;
         }
         let applied = self.apply_encode(input, encode.clone()).await;
+        if applied["how"] == "failed" {
+            // The device cannot run it (a size or rate the source or the
+            // encoder refuses): back to what ran before, saved and applied.
+            let why = applied["error"].as_str().unwrap_or("it failed").to_string();
+            warn!(input, error = %why, "new encoder settings failed; restoring the previous ones");
+            self.save(before).await?;
+            self.apply_encode(input, previous).await;
+            return Err(ApiError::new(
+                Code::InvalidArgument,
+                format!(
+                    "input {input} did not run with these settings ({why}); the previous settings are back"
+                ),
+            ));
+        }
         Ok(json!({"input": input, "applied": applied, "encode": encode}))
     }
 
@@ -468,10 +488,16 @@ impl Controller {
         let Some(handle) = self.inputs.get(input) else {
             return Value::Null;
         };
-        let applied = match handle.reconfigure(encode.clone()).await {
-            Ok(a) => json!(a),
-            Err(e) => json!({"error": e}),
-        };
+        // Bounded: a rebuilt pipeline answers at its first frame or its
+        // failure (a source gets 15 s for its first frame).
+        let applied =
+            match tokio::time::timeout(Duration::from_secs(20), handle.reconfigure(encode.clone()))
+                .await
+            {
+                Ok(Ok(a)) => json!(a),
+                Ok(Err(e)) => json!({"how": "failed", "error": e}),
+                Err(_) => json!({"how": "pending", "changed": []}),
+            };
         info!(input, applied = %applied, "encoder settings changed");
         self.publish_event(json!({
             "event": "encoder_changed", "input": input, "applied": applied, "encode": encode,

@@ -77,6 +77,9 @@ pub enum HowApplied {
     /// The input is not running (it failed and waits to retry): the
     /// settings take effect when it starts.
     NextStart,
+    /// The capture pipeline could not run with the new settings (`error`
+    /// says why); it keeps trying them until told otherwise.
+    Failed,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -84,7 +87,12 @@ pub struct Applied {
     pub how: HowApplied,
     /// The settings that changed.
     pub changed: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
+
+/// A reply owed once a rebuilt pipeline shows whether it runs.
+type Owed = Option<(oneshot::Sender<Applied>, Vec<&'static str>)>;
 
 enum InputCommand {
     Reconfigure {
@@ -274,6 +282,7 @@ async fn run(
     mut cmd: mpsc::Receiver<InputCommand>,
 ) {
     let mut spec = spec;
+    let mut owed: Owed = None;
     let backoff = Backoff {
         initial: Duration::from_secs(1),
         max: Duration::from_secs(30),
@@ -286,7 +295,7 @@ async fn run(
         attempt += 1;
         set_state(&status, InputState::Starting);
         let outcome = session(
-            &mut spec, &board, &stream, &status, &events, epoch, &mut stop, &mut cmd,
+            &mut spec, &board, &stream, &status, &events, epoch, &mut stop, &mut cmd, &mut owed,
         )
         .await;
         let reason = match outcome {
@@ -302,6 +311,13 @@ async fn run(
             Outcome::Failed { reason, ran } => {
                 if ran {
                     attempt = 1;
+                }
+                if let Some((reply, changed)) = owed.take() {
+                    let _ = reply.send(Applied {
+                        how: HowApplied::Failed,
+                        changed,
+                        error: Some(reason.clone()),
+                    });
                 }
                 reason
             }
@@ -339,7 +355,7 @@ async fn run(
                     let what = changed(&spec.encode, &encode);
                     spec.encode = encode;
                     show_encoding(&status, &spec.encode);
-                    let _ = reply.send(Applied { how: HowApplied::NextStart, changed: what });
+                    let _ = reply.send(Applied { how: HowApplied::NextStart, changed: what, error: None });
                 }
             }
         }
@@ -435,6 +451,7 @@ async fn session(
     epoch: u64,
     stop: &mut oneshot::Receiver<()>,
     cmd: &mut mpsc::Receiver<InputCommand>,
+    owed: &mut Owed,
 ) -> Outcome {
     let failed = |reason: String| Outcome::Failed { reason, ran: false };
     // The running clock is a nicety of the test pattern: a lean image
@@ -521,11 +538,13 @@ async fn session(
                         spec.encode = encode.clone();
                         spec_mut.encode = encode;
                         show_encoding(status, &spec.encode);
-                        let _ = reply.send(Applied { how: HowApplied::Live, changed: what });
+                        let _ = reply.send(Applied { how: HowApplied::Live, changed: what, error: None });
                     } else {
                         spec_mut.encode = encode;
                         show_encoding(status, &spec_mut.encode);
-                        let _ = reply.send(Applied { how: HowApplied::Restarted, changed: what });
+                        // Answered once the rebuilt pipeline runs (or
+                        // fails): the caller learns whether it worked.
+                        *owed = Some((reply, what));
                         break 'run Outcome::Reconfigured;
                     }
                 }
@@ -546,6 +565,9 @@ async fn session(
                     if n > frames {
                         frames = n;
                         if last_frame_at.is_none() {
+                            if let Some((reply, changed)) = owed.take() {
+                                let _ = reply.send(Applied { how: HowApplied::Restarted, changed, error: None });
+                            }
                             info!(input = %spec.name, "input live");
                             set_state(status, InputState::Running);
                             let _ = events.send(InputEvent::InputLive { input: spec.name.clone() });

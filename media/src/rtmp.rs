@@ -79,7 +79,10 @@ impl RtmpTarget {
     /// GStreamer may quote the location it was given).
     pub fn scrub(&self, text: &str) -> String {
         let mut s = text.to_string();
-        for secret in [Some(self.key.as_str()), self.password.as_deref()]
+        // The key with its query first, then the key alone (a server may
+        // quote either).
+        let bare = self.key.split('?').next();
+        for secret in [Some(self.key.as_str()), bare, self.password.as_deref()]
             .into_iter()
             .flatten()
         {
@@ -164,6 +167,13 @@ impl TryFrom<&str> for RtmpTarget {
             }
             Some(p) => match p.parse::<u16>() {
                 Ok(p) if p > 0 => p,
+                // With a user part, what looks like a port may be the tail
+                // of a password holding a '/': do not quote it.
+                _ if userinfo.is_some() || rest.contains('@') => {
+                    return Err(bad(
+                        "the port is not a port number (a '/', '?' or '#' in the password must be percent-encoded)",
+                    ));
+                }
                 _ => return Err(bad(&format!("port '{p}' is not a port number (1-65535)"))),
             },
         };
@@ -483,6 +493,8 @@ mod tests {
         assert!(e.contains("stream key contains spaces"), "{e}");
         assert!(!e.contains("sec"), "{e}");
         assert!(err("rtmp://:pw@host/app/key").contains("user name"));
+        let e = err("rtmp://user:s3c/ret@host/app/key");
+        assert!(!e.contains("s3c"), "{e}");
     }
 
     #[test]

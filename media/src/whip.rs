@@ -81,6 +81,21 @@ impl WhipTarget {
         {
             s = s.replace(t.as_str(), "***");
         }
+        // Path segments after the first may be a stream key, and may show
+        // up in another URL (a redirect, the resource).
+        for seg in self
+            .endpoint
+            .path_segments()
+            .into_iter()
+            .flatten()
+            .skip(1)
+            .filter(|p| p.len() >= 6)
+        {
+            s = s.replace(seg, "***");
+        }
+        for t in &self.turn {
+            s = s.replace(t.as_str(), "turn=***");
+        }
         s
     }
 }

@@ -244,7 +244,23 @@ pub(super) async fn run(
             },
             (pos, ev) = next_event(&mut children) => {
                 let Some(ev) = ev else {
-                    // A one-shot child ended; its status says how.
+                    // A child task ended by itself (it only does when it
+                    // failed for good): forget it, and count it as a failed
+                    // attempt of its destination.
+                    let gone = children.remove(pos);
+                    let index = gone.index;
+                    let why = gone.handle.status().last_error.unwrap_or_else(|| "the output ended".into());
+                    errors[index] = Some(why.clone());
+                    if !active_active && index == decider.active {
+                        let next = decider.failed(Instant::now(), &why);
+                        let to = match next {
+                            Some(Action::Switch { to, .. }) => to,
+                            _ => index,
+                        };
+                        children.push(child(&spec, &targets, to));
+                    } else if active_active {
+                        children.push(child(&spec, &targets, index));
+                    }
                     continue;
                 };
                 let index = children[pos].index;
@@ -256,6 +272,10 @@ pub(super) async fn run(
                         }
                     }
                     OutputEvent::OutputDisconnected { reason, retry_in_s, .. } => {
+                        // A reconnect the group itself asked for (the
+                        // network changed) is reported with no wait: not a
+                        // failure of the destination.
+                        let asked = retry_in_s == 0.0;
                         errors[index] = Some(reason.clone());
                         if !active_active && index == decider.active {
                             let _ = events.send(OutputEvent::OutputDisconnected {
@@ -264,15 +284,23 @@ pub(super) async fn run(
                                 retry_in_s,
                             });
                         }
-                        let _ = events.send(OutputEvent::DestinationDown {
-                            id: spec.id.clone(),
-                            destination: index,
-                            target: shown[index].clone(),
-                            reason: reason.clone(),
-                        });
-                        if !active_active && index == decider.active
+                        if !asked {
+                            let _ = events.send(OutputEvent::DestinationDown {
+                                id: spec.id.clone(),
+                                destination: index,
+                                target: shown[index].clone(),
+                                reason: reason.clone(),
+                            });
+                        }
+                        if !active_active && index == decider.active && !asked
                             && let Some(Action::Switch { from, to, reason }) = decider.failed(Instant::now(), &reason)
                         {
+                            if to == 0 && let Some(p) = probe.take() {
+                                // Round to the primary while it was being
+                                // tried: one connection to it, not two.
+                                decider.probe_failed(Instant::now());
+                                p.handle.stop().await;
+                            }
                             warn!(output = %spec.id, from = %shown[from], to = %shown[to], %reason, "failing over");
                             let old = children.remove(pos);
                             let c = old.handle.status();

@@ -90,6 +90,17 @@ impl Target {
         }
     }
 
+    /// `text` with anything of this target's secrets that GStreamer or a
+    /// server may have quoted replaced by `***`. SRT secrets never reach
+    /// GStreamer and libsrt's messages never quote them.
+    pub fn scrub(&self, text: &str) -> String {
+        match self {
+            Target::Rtmp(t) => t.scrub(text),
+            Target::Whip(t) => t.scrub(text),
+            Target::Srt(_) | Target::Record(_) => text.to_string(),
+        }
+    }
+
     /// Whether the output dials out (and so should dial again when the
     /// network under it changes). A listener waits to be called.
     pub fn dials(&self) -> bool {
@@ -527,6 +538,14 @@ async fn run(
             Target::Whip(t) => whip::session(&mut task, &t).await,
             _ => session(&mut task).await,
         };
+        // Every reason, whichever path produced it, is shown: scrubbed.
+        let end = match end {
+            SessionEnd::Failed { reason, was_live } => SessionEnd::Failed {
+                reason: task.spec.target.scrub(&reason),
+                was_live,
+            },
+            other => other,
+        };
         match end {
             SessionEnd::Stopped(done) => return task.stopped(done),
             SessionEnd::Reconnect(why) => {
@@ -815,6 +834,10 @@ async fn session(task: &mut Task) -> SessionEnd {
     if let Err(e) = change_state(&built.pipeline, gst::State::Null).await {
         warn!(output = %id, error = %e, "output pipeline did not stop cleanly");
     }
+    // The last reference to an SRT listener joins its accept thread when
+    // dropped: let that happen off the runtime's workers.
+    drop(feeder);
+    let _ = tokio::task::spawn_blocking(move || drop((built, srt))).await;
     end
 }
 

@@ -91,7 +91,13 @@ pub fn build_srt(
                 };
                 let map = buffer.map_readable().map_err(|_| gst::FlowError::Error)?;
                 match s.send(&map) {
-                    Ok(crate::srt_sock::SendOutcome::BufferFull { .. }) => {
+                    // Only when nobody took the chunk: dropping to the next
+                    // keyframe for one slow caller of a listener would
+                    // freeze the healthy ones (libsrt's own too-late drop
+                    // handles the slow one).
+                    Ok(crate::srt_sock::SendOutcome::BufferFull { missed, peers })
+                        if missed >= peers =>
+                    {
                         congested.store(true, Ordering::SeqCst);
                         Ok(gst::FlowSuccess::Ok)
                     }

@@ -57,27 +57,38 @@ pub struct RecordStats {
 }
 
 /// The file side of one segment, shared with the `appsink` callback (a
-/// GStreamer streaming thread). A `std` mutex: held for one `write`, never
-/// across an `.await`.
+/// GStreamer streaming thread) and, at the end, the blocking close. A
+/// `std` mutex: only those two take it, never the async side, which reads
+/// [`Progress`] instead (a sync can take seconds on an SD card).
 struct Writer {
     file: File,
     path: PathBuf,
     bytes: u64,
     last_sync: Instant,
     error: Option<String>,
+    progress: Arc<Progress>,
     /// The unit (PES packet) still growing: held back until the next one
     /// starts, so the file only ever ends on a whole frame.
     pending: Vec<u8>,
 }
 
+/// What the async side may read of a segment while it is written.
+#[derive(Default)]
+struct Progress {
+    bytes: std::sync::atomic::AtomicU64,
+    /// Held for a clone or a store only.
+    error: Mutex<Option<String>>,
+}
+
 impl Writer {
-    fn new(file: File, path: PathBuf) -> Self {
+    fn new(file: File, path: PathBuf, progress: Arc<Progress>) -> Self {
         Writer {
             file,
             path,
             bytes: 0,
             last_sync: Instant::now(),
             error: None,
+            progress,
             pending: Vec::with_capacity(256 * 1024),
         }
     }
@@ -109,6 +120,9 @@ impl Writer {
         match r {
             Ok(()) => {
                 self.bytes += data.len() as u64;
+                self.progress
+                    .bytes
+                    .store(self.bytes, std::sync::atomic::Ordering::Relaxed);
                 Ok(())
             }
             Err(e) => {
@@ -119,6 +133,7 @@ impl Writer {
                 let free = self.path.parent().and_then(record::free_bytes);
                 let reason = record::explain_io("writing", &self.path, &e, free);
                 self.error = Some(reason.clone());
+                *self.progress.error.lock().expect("progress lock") = Some(reason.clone());
                 Err(reason)
             }
         }
@@ -189,23 +204,29 @@ struct Segment {
     built: pipeline::Built,
     bus: gst::bus::BusStream,
     writer: Arc<Mutex<Writer>>,
+    path: PathBuf,
+    progress: Arc<Progress>,
     feeder: Feeder,
     /// Running time of its first video keyframe.
     start_pts: Option<gst::ClockTime>,
+    /// End of the last video frame written (its PTS plus duration).
+    end_pts: Option<gst::ClockTime>,
     opened: Instant,
 }
 
 impl Segment {
     fn path(&self) -> PathBuf {
-        self.writer.lock().expect("writer lock").path.clone()
+        self.path.clone()
     }
 
     fn bytes(&self) -> u64 {
-        self.writer.lock().expect("writer lock").bytes
+        self.progress
+            .bytes
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn error(&self) -> Option<String> {
-        self.writer.lock().expect("writer lock").error.clone()
+        self.progress.error.lock().expect("progress lock").clone()
     }
 
     /// Ends the segment: end-of-stream through the muxer (its last
@@ -233,7 +254,12 @@ impl Segment {
         })
         .await
         .unwrap_or_else(|e| Err(format!("closing the segment: {e}")));
-        let took = self.opened.elapsed();
+        // The media's length, not the wall clock (which would include the
+        // wait for end-of-stream and the sync).
+        let took = match (self.start_pts, self.end_pts) {
+            (Some(a), Some(b)) if b > a => Duration::from_nanos((b - a).nseconds()),
+            _ => self.opened.elapsed(),
+        };
         let (path, bytes, result) = match closed {
             Ok((path, bytes)) => (path, bytes, Ok(())),
             Err(e) => (self.path(), self.bytes(), Err(e)),
@@ -386,7 +412,12 @@ impl Recording<'_> {
         let (file, path) = tokio::task::spawn_blocking(move || create(&path))
             .await
             .map_err(|e| format!("creating the segment: {e}"))??;
-        let writer = Arc::new(Mutex::new(Writer::new(file, path.clone())));
+        let progress = Arc::new(Progress::default());
+        let writer = Arc::new(Mutex::new(Writer::new(
+            file,
+            path.clone(),
+            progress.clone(),
+        )));
         let built = build_segment(&task.spec.id, task.spec.stream.tracks(), writer.clone())
             .map_err(|e| e.to_string())?;
         let mut bus = built.pipeline.bus().expect("a pipeline has a bus").stream();
@@ -409,8 +440,11 @@ impl Recording<'_> {
             built,
             bus,
             writer,
+            path: path.clone(),
+            progress,
             feeder,
             start_pts: None,
+            end_pts: None,
             opened: Instant::now(),
         })
     }
@@ -583,6 +617,12 @@ pub(super) async fn session(task: &mut Task, target: &RecordTarget) -> SessionEn
                 // Before the first keyframe: nothing decodable to write.
                 continue;
             };
+            if frame.track == Track::Video
+                && let Some(pts) = frame.buffer.pts()
+            {
+                let end = pts + frame.buffer.duration().unwrap_or(gst::ClockTime::ZERO);
+                s.end_pts = Some(s.end_pts.map_or(end, |e| e.max(end)));
+            }
             if frame.track == Track::Video && s.start_pts.is_none() {
                 s.start_pts = frame.buffer.pts();
             }

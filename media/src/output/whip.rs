@@ -72,9 +72,13 @@ async fn promise_action(
 /// What the endpoint gave back.
 struct Negotiated {
     answer: String,
-    resource: Option<Url>,
     ice: Vec<String>,
 }
+
+/// The session's resource URL, once the endpoint has named it: shared with
+/// the negotiation task so that whatever ends the session (a failure after
+/// the 201, a stop while the answer is applied) can DELETE it.
+type Resource = Arc<std::sync::Mutex<Option<Url>>>;
 
 /// Offer, POST, answer. Runs as its own task while the session keeps
 /// feeding frames.
@@ -82,6 +86,7 @@ async fn negotiate(
     webrtc: gst::Element,
     target: WhipTarget,
     client: reqwest::Client,
+    resource_slot: Resource,
 ) -> Result<Negotiated, String> {
     let reply = promise_action(&webrtc, "create-offer", None)
         .await?
@@ -152,8 +157,11 @@ async fn negotiate(
         .and_then(|l| l.to_str().ok())
         // A relative Location is relative to where the POST ended up.
         .and_then(|l| final_url.join(l).ok());
-    if resource.is_none() {
-        warn!(target = %shown, "the WHIP endpoint gave no Location: the session cannot be ended with DELETE");
+    match resource {
+        Some(r) => *resource_slot.lock().expect("resource lock") = Some(r),
+        None => {
+            warn!(target = %shown, "the WHIP endpoint gave no Location: the session cannot be ended with DELETE")
+        }
     }
     let links: Vec<&str> = headers
         .get_all(reqwest::header::LINK)
@@ -177,11 +185,7 @@ async fn negotiate(
         .map_err(|_| format!("the answer of {shown} is not SDP"))?;
     let answer = gst_webrtc::WebRTCSessionDescription::new(gst_webrtc::WebRTCSDPType::Answer, msg);
     promise_action(&webrtc, "set-remote-description", Some(answer)).await?;
-    Ok(Negotiated {
-        answer: body,
-        resource,
-        ice,
-    })
+    Ok(Negotiated { answer: body, ice })
 }
 
 /// Ends the session at the endpoint (best effort, bounded).
@@ -193,7 +197,12 @@ async fn delete(client: &reqwest::Client, resource: &Url, target: &WhipTarget) {
     match req.send().await {
         Ok(r) if r.status().is_success() => debug!("WHIP resource deleted"),
         Ok(r) => warn!(status = %r.status(), "the WHIP endpoint refused the DELETE"),
-        Err(e) => warn!(error = %target.scrub(&e.to_string()), "WHIP DELETE failed"),
+        Err(e) => {
+            let why = target
+                .scrub(&e.to_string())
+                .replace(resource.as_str(), "<resource>");
+            warn!(error = %why, "WHIP DELETE failed")
+        }
     }
 }
 
@@ -303,7 +312,8 @@ pub(super) async fn session(task: &mut Task, target: &WhipTarget) -> SessionEnd 
     let mut sub = task.spec.stream.subscribe(task.spec.queue_frames);
     let mut bus = built.pipeline.bus().expect("a pipeline has a bus").stream();
     let mut feeder = Feeder::new(&built, task.spec.max_pipeline_bytes);
-    let mut resource: Option<Url> = None;
+    let resource: Resource = Arc::new(std::sync::Mutex::new(None));
+    let mut negotiation: Option<tokio::task::JoinHandle<Result<Negotiated, String>>> = None;
 
     let end = 'session: {
         let first = if let Some(f) = sub.backlog.first() {
@@ -347,7 +357,6 @@ pub(super) async fn session(task: &mut Task, target: &WhipTarget) -> SessionEnd 
         }
 
         let started = Instant::now();
-        let mut negotiation: Option<tokio::task::JoinHandle<Result<Negotiated, String>>> = None;
         let mut connected_once = false;
         let mut offered = false;
         let mut liveness = WhipLiveness::new(WhipLivenessConfig::default(), Instant::now());
@@ -381,7 +390,6 @@ pub(super) async fn session(task: &mut Task, target: &WhipTarget) -> SessionEnd 
                         Ok(Ok(done)) => {
                             info!(output = %id, target = %target.redacted(), "WHIP session created");
                             debug!(output = %id, answer = %done.answer, "WHIP answer");
-                            resource = done.resource;
                             if !done.ice.is_empty() {
                                 task.learned_ice = done.ice;
                             }
@@ -419,7 +427,7 @@ pub(super) async fn session(task: &mut Task, target: &WhipTarget) -> SessionEnd 
                                     was_live: false,
                                 };
                             }
-                            negotiation = Some(tokio::spawn(negotiate(webrtc.clone(), target.clone(), client.clone())));
+                            negotiation = Some(tokio::spawn(negotiate(webrtc.clone(), target.clone(), client.clone(), resource.clone())));
                             offered = true;
                         }
                     }
@@ -467,8 +475,15 @@ pub(super) async fn session(task: &mut Task, target: &WhipTarget) -> SessionEnd 
     task.done_add(feeder.frames, feeder.bytes, feeder.dropped);
     task.done.dropped += sub.dropped.load(std::sync::atomic::Ordering::Relaxed);
     task.spec.stream.unsubscribe(sub.id);
-    if let Some(r) = &resource {
-        delete(&client, r, target).await;
+    // Whatever ended the session: no negotiation left running on its own,
+    // and no session left open at the endpoint.
+    if let Some(n) = negotiation.take() {
+        n.abort();
+        let _ = n.await;
+    }
+    let open = resource.lock().expect("resource lock").take();
+    if let Some(r) = open {
+        delete(&client, &r, target).await;
     }
     if let Err(e) = change_state(&built.pipeline, gst::State::Null).await {
         warn!(output = %id, error = %e, "output pipeline did not stop cleanly");
