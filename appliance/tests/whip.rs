@@ -37,7 +37,17 @@ async fn whip_push_reaches_an_aiortc_receiver() {
     rig.wait_stream_live("main").await;
     let mut peer = WhipPeer::start(
         rig.tmp.path(),
-        &["--token", "t0ken-xyz", "--redirect", "--pli-after", "4"],
+        &[
+            "--token",
+            "t0ken-xyz",
+            "--redirect",
+            "--pli-after",
+            "4",
+            // 2 % of video packets lost on the way in: NACKs must bring
+            // them back.
+            "--drop-video-every",
+            "50",
+        ],
     );
     let target = format!("{}?auth=t0ken-xyz", peer.url("cam"));
     rig.ok("push.add", &push("web", &target)).await;
@@ -51,6 +61,7 @@ async fn whip_push_reaches_an_aiortc_receiver() {
     assert!(stats["packets_sent"].as_u64().unwrap() > 100, "{web}");
     assert!(stats["rtt_ms"].as_f64().is_some(), "{web}");
     assert!(stats["plis_received"].as_u64().unwrap() >= 1, "{web}");
+    assert!(stats["nacks_received"].as_u64().unwrap() >= 1, "{web}");
     assert_eq!(
         web["target"],
         format!("http://127.0.0.1:{}/whip/***?auth=***", peer.port)
@@ -67,6 +78,11 @@ async fn whip_push_reaches_an_aiortc_receiver() {
     assert_eq!(status["auth_failures"], 0, "{status}");
     assert_eq!(status["offer_has_nack"], true, "{status}");
     assert_eq!(status["offer_has_pli"], true, "{status}");
+    // Every packet the receiver lost came back as a retransmission.
+    let lost = status["rtp_packets_dropped"].as_u64().unwrap_or(0);
+    let rtx = status["rtp_packets_rtx"].as_u64().unwrap_or(0);
+    assert!(lost >= 10, "{status}");
+    assert!(rtx >= lost, "{lost} lost, {rtx} retransmitted: {status}");
     let delays: Vec<f64> = status["pli_keyframe_delays_s"]
         .as_array()
         .unwrap()

@@ -616,10 +616,19 @@ class Session:
         media SSRC and time keyframes at the first packet that carries them."""
         original = receiver._handle_rtp_packet
 
+        drop_every = self.server.args.drop_video_every
+
         async def handle(packet, arrival_time_ms: int) -> None:
             if video:
                 if packet.payload_type in self.video_pts:
                     self.st.data["rtp_packets_video"] += 1
+                    # Simulated network loss, as the receiver sees it: its
+                    # NACKs must bring the packet back as RTX.
+                    if drop_every and self.st.data["rtp_packets_video"] % drop_every == 0:
+                        self.st.data["rtp_packets_dropped"] = (
+                            self.st.data.get("rtp_packets_dropped", 0) + 1
+                        )
+                        return
                     self.video_ssrc = packet.ssrc
                     if packet.timestamp != self.last_key_rtp_ts:
                         nals = rtp_h264_nal_types(packet.payload)
@@ -890,6 +899,14 @@ def main() -> int:
     p.add_argument("--token", help="require Authorization: Bearer TOKEN")
     p.add_argument("--pli-after", type=float, help="send a PLI S s after video starts")
     p.add_argument("--pli-every", type=float, help="send a PLI every S s")
+    p.add_argument(
+        "--drop-video-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="discard every Nth video RTP packet on arrival (simulated loss; "
+        "retransmissions are not discarded)",
+    )
     p.add_argument(
         "--link-ice",
         action="append",
