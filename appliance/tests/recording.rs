@@ -44,16 +44,6 @@ fn assert_playable(file: &Path) -> f64 {
     p.duration
 }
 
-fn push_list_entry(list: &Value, id: &str) -> Value {
-    list["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == id)
-        .cloned()
-        .unwrap()
-}
-
 /// Two-second segments named `$datetime-$segment` under `$stream/`, with
 /// `max_total` keeping only the newest: every file left decodes alone and
 /// starts on a keyframe, the closed ones last about two seconds, the
@@ -74,8 +64,7 @@ async fn segments_are_cut_on_keyframes_named_and_retained() {
     .await;
     rig.wait_push("rec", "live").await;
     tokio::time::sleep(Duration::from_secs(11)).await;
-    let list = rig.ok("push.list", "").await;
-    let stats = push_list_entry(&list, "rec")["recording"].clone();
+    let stats = rig.listed("rec").await["recording"].clone();
     rig.ok("push.stop", r#"{"id":"rec"}"#).await;
 
     let dir = root.join("main");

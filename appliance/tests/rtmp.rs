@@ -45,14 +45,7 @@ async fn rtmp_push_reaches_nginx_and_plays_back() {
     assert_eq!((pulled.width, pulled.height), (Some(640), Some(360)));
 
     tokio::time::sleep(Duration::from_secs(6)).await;
-    let list = rig.ok("push.list", "").await;
-    let state = list["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == "ingest")
-        .unwrap()
-        .clone();
+    let state = rig.listed("ingest").await;
     let stats = &state["rtmp"];
     assert!(stats["bytes_acked"].as_u64().unwrap() > 100_000, "{state}");
     assert_eq!(stats["ack_window"], 65536, "{state}");

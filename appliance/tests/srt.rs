@@ -48,14 +48,7 @@ async fn caller_push_reaches_srt_live_transmit() {
     let live_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(8)).await;
     // libsrt's own statistics, as a broadcast engineer reads them.
-    let list = rig.ok("push.list", "").await;
-    let srt = list["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == "ingest")
-        .unwrap()["srt"]
-        .clone();
+    let srt = rig.listed("ingest").await["srt"].clone();
     for field in [
         "rtt_ms",
         "bandwidth_mbps",

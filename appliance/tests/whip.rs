@@ -17,16 +17,6 @@ fn push(id: &str, target: &str) -> String {
     format!(r#"{{"id":"{id}","stream":"main","target":"{target}"}}"#)
 }
 
-fn listed(list: &Value, id: &str) -> Value {
-    list["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["id"] == id)
-        .cloned()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whip_push_reaches_an_aiortc_receiver() {
     let _g = serial().await;
@@ -54,8 +44,7 @@ async fn whip_push_reaches_an_aiortc_receiver() {
     rig.wait_push("web", "live").await;
     let live_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(7)).await;
-    let list = rig.ok("push.list", "").await;
-    let web = listed(&list, "web");
+    let web = rig.listed("web").await;
     let stats = &web["whip"];
     assert_eq!(stats["connection_state"], "connected", "{web}");
     assert!(stats["packets_sent"].as_u64().unwrap() > 100, "{web}");

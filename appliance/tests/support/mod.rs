@@ -239,6 +239,19 @@ impl Rig {
             .await
     }
 
+    /// Push `id` as `push.list` gives it (with its counters and the
+    /// protocol's statistics).
+    pub async fn listed(&mut self, id: &str) -> Value {
+        let list = self.ok("push.list", "").await;
+        list["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("push {id} not in push.list: {list}"))
+    }
+
     pub fn push(&self, id: &str) -> Option<Value> {
         self.mqtt.push_state(self.dev, id)
     }

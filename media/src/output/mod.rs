@@ -664,67 +664,11 @@ async fn session(task: &mut Task) -> SessionEnd {
 
     // Frames that arrive while the sink connects wait in the subscription.
     let end = 'session: {
-        // The capture's epoch (and so the base time) is only known from a
-        // frame: take it from the backlog or wait for the first live frame.
-        let first = if let Some(f) = sub.backlog.first() {
-            f.clone()
-        } else {
-            tokio::select! {
-                f = sub.rx.recv() => match f {
-                    Some(f) => f,
-                    None => break 'session SessionEnd::Failed { reason: "stream closed".into(), was_live: false },
-                },
-                i = next_command(&mut task.cmd) => break 'session i.into(),
-            }
+        let mut timeline = match start(task, &built, &mut bus, &mut sub, &mut feeder).await {
+            Ok(t) => t,
+            Err(end) => break 'session end,
         };
-        let mut epoch = first.epoch;
-        let base_time = first.base_time;
-        // Frames of a later epoch are moved onto this pipeline's timeline.
-        let mut shift = gst::ClockTime::ZERO;
-        built.pipeline.use_clock(Some(&gst::SystemClock::obtain()));
-        built.pipeline.set_start_time(gst::ClockTime::NONE);
-        built.pipeline.set_base_time(first.base_time);
-
-        // The state change runs on a blocking thread. If a stop comes while
-        // it runs, wait for it before going to NULL: two state changes
-        // racing could leave the pipeline PLAYING after NULL.
-        let p = built.pipeline.clone();
-        let mut starting =
-            tokio::task::spawn_blocking(move || p.set_state(gst::State::Playing).map(|_| ()));
-        let started = tokio::select! {
-            r = &mut starting => r,
-            i = next_command(&mut task.cmd) => {
-                let _ = starting.await;
-                break 'session i.into();
-            }
-        };
-        if !matches!(started, Ok(Ok(()))) {
-            let reason = pending_error(&mut bus)
-                .unwrap_or_else(|| "the output pipeline refused to start".into());
-            break 'session SessionEnd::Failed {
-                reason,
-                was_live: false,
-            };
-        }
         info!(output = %id, target = %task.spec.target.redacted(), "output pipeline playing");
-
-        let backlog = std::mem::take(&mut sub.backlog);
-        let pending = if backlog.is_empty() {
-            vec![first]
-        } else {
-            backlog
-        };
-        for f in pending {
-            if f.epoch == epoch
-                && let Err(reason) = feeder.push(f)
-            {
-                let reason = pending_error(&mut bus).unwrap_or(reason);
-                break 'session SessionEnd::Failed {
-                    reason,
-                    was_live: false,
-                };
-            }
-        }
 
         let playing_since = Instant::now();
         let mut link = Link::new(
@@ -768,23 +712,7 @@ async fn session(task: &mut Task) -> SessionEnd {
                     let Some(frame) = frame else {
                         break 'session SessionEnd::Failed { reason: "stream closed".into(), was_live };
                     };
-                    if frame.epoch != epoch {
-                        // The capture pipeline was rebuilt (new settings, or
-                        // after a failure) with a new base time. Both run on
-                        // the system clock, so the new running times are
-                        // this pipeline's plus the difference of the base
-                        // times: the connection stays, and the new encoder's
-                        // first keyframe (with its parameter sets, and new
-                        // caps for a new size) follows on seamlessly.
-                        if frame.base_time < base_time + shift {
-                            continue; // a late frame of an older pipeline
-                        }
-                        epoch = frame.epoch;
-                        shift = frame.base_time - base_time;
-                        feeder.resync = true;
-                        info!(output = %id, "input restarted; going on at its first keyframe");
-                    }
-                    let frame = frame.shifted(shift);
+                    let Some(frame) = timeline.place(frame, &mut feeder) else { continue };
                     if let Err(reason) = feeder.push(frame) {
                         let raw = pending_error(&mut bus).unwrap_or(reason);
                         let reason = link.explain(&raw, playing_since.elapsed(), was_live || link.acked());
@@ -839,6 +767,102 @@ async fn session(task: &mut Task) -> SessionEnd {
     drop(feeder);
     let _ = tokio::task::spawn_blocking(move || drop((built, srt))).await;
     end
+}
+
+/// The timeline an output pipeline runs on: the capture's base time when
+/// it started, and how far later frames of a rebuilt capture are moved.
+struct Timeline {
+    epoch: u64,
+    base_time: gst::ClockTime,
+    shift: gst::ClockTime,
+}
+
+impl Timeline {
+    /// Puts a frame on this timeline, or `None` for a late frame of an
+    /// older capture pipeline. A rebuilt capture (new settings, or after a
+    /// failure) has a new base time; both run on the system clock, so its
+    /// running times are this pipeline's plus the difference of the base
+    /// times: the connection stays, and the new encoder's first keyframe
+    /// (with its parameter sets, and new caps for a new size) follows on.
+    fn place(&mut self, frame: EncodedFrame, feeder: &mut Feeder) -> Option<EncodedFrame> {
+        if frame.epoch != self.epoch {
+            if frame.base_time < self.base_time + self.shift {
+                return None;
+            }
+            self.epoch = frame.epoch;
+            self.shift = frame.base_time - self.base_time;
+            feeder.resync = true;
+            debug!("input restarted; going on at its first keyframe");
+        }
+        Some(frame.shifted(self.shift))
+    }
+}
+
+/// Starts a session's pipeline on the capture's timeline and feeds it the
+/// cached GOP: waits for the first frame (its epoch and base time tell the
+/// timeline), sets the clock, goes to PLAYING (waiting out a stop that
+/// comes meanwhile: two state changes racing could leave the pipeline
+/// PLAYING after NULL), and pushes the backlog.
+async fn start(
+    task: &mut Task,
+    built: &Built,
+    bus: &mut gst::bus::BusStream,
+    sub: &mut crate::stream::Subscription,
+    feeder: &mut Feeder,
+) -> Result<Timeline, SessionEnd> {
+    let first = match sub.backlog.first() {
+        Some(f) => f.clone(),
+        None => tokio::select! {
+            f = sub.rx.recv() => f.ok_or(SessionEnd::Failed {
+                reason: "stream closed".into(),
+                was_live: false,
+            })?,
+            i = next_command(&mut task.cmd) => return Err(i.into()),
+        },
+    };
+    built.pipeline.use_clock(Some(&gst::SystemClock::obtain()));
+    built.pipeline.set_start_time(gst::ClockTime::NONE);
+    built.pipeline.set_base_time(first.base_time);
+    let p = built.pipeline.clone();
+    let mut starting =
+        tokio::task::spawn_blocking(move || p.set_state(gst::State::Playing).map(|_| ()));
+    let started = tokio::select! {
+        r = &mut starting => r,
+        i = next_command(&mut task.cmd) => {
+            let _ = starting.await;
+            return Err(i.into());
+        }
+    };
+    if !matches!(started, Ok(Ok(()))) {
+        let reason =
+            pending_error(bus).unwrap_or_else(|| "the output pipeline refused to start".into());
+        return Err(SessionEnd::Failed {
+            reason,
+            was_live: false,
+        });
+    }
+    let timeline = Timeline {
+        epoch: first.epoch,
+        base_time: first.base_time,
+        shift: gst::ClockTime::ZERO,
+    };
+    let backlog = std::mem::take(&mut sub.backlog);
+    let pending = if backlog.is_empty() {
+        vec![first]
+    } else {
+        backlog
+    };
+    for f in pending {
+        if f.epoch == timeline.epoch
+            && let Err(reason) = feeder.push(f)
+        {
+            return Err(SessionEnd::Failed {
+                reason: pending_error(bus).unwrap_or(reason),
+                was_live: false,
+            });
+        }
+    }
+    Ok(timeline)
 }
 
 impl Counters {

@@ -41,6 +41,19 @@ fn make(output: &str, factory: &str, name: &str) -> Result<gst::Element, Error> 
         })
 }
 
+/// The `appsink` at the end of a pipeline whose bytes Rust takes (to
+/// libsrt, to a file): as fast as the muxer gives them, never on the clock,
+/// holding no sample.
+fn data_appsink() -> gst_app::AppSink {
+    gst_app::AppSink::builder()
+        .name("sink")
+        .sync(false)
+        .async_(false)
+        .enable_last_sample(false)
+        .max_buffers(0)
+        .build()
+}
+
 fn appsrc(name: &str) -> gst_app::AppSrc {
     gst_app::AppSrc::builder()
         .name(name)
@@ -73,13 +86,7 @@ pub fn build_srt(
     // Seven 188-byte TS packets per buffer: exactly one SRT payload
     // (1316 bytes, the SRT live-mode payload size).
     mux.set_property("alignment", 7i32);
-    let appsink = gst_app::AppSink::builder()
-        .name("sink")
-        .sync(false)
-        .async_(false)
-        .enable_last_sample(false)
-        .max_buffers(0)
-        .build();
+    let appsink = data_appsink();
     let s = sender.clone();
     let congested_flag = congested.clone();
     appsink.set_callbacks(
@@ -145,15 +152,7 @@ pub fn build_srt(
 pub fn build_ts_to_appsink(output: &str, tracks: &[Track]) -> Result<Built, Error> {
     let pipeline = gst::Pipeline::with_name(&format!("record-{output}"));
     let mux = make(output, "mpegtsmux", "mux")?;
-    let sink = gst_app::AppSink::builder()
-        .name("sink")
-        // Write as fast as the muxer gives; the clock is for live sinks.
-        .sync(false)
-        .async_(false)
-        .enable_last_sample(false)
-        .max_buffers(0)
-        .build();
-    let sink: gst::Element = sink.upcast();
+    let sink: gst::Element = data_appsink().upcast();
     pipeline
         .add_many([&mux, &sink])
         .and_then(|_| mux.link(&sink))

@@ -316,45 +316,10 @@ pub(super) async fn session(task: &mut Task, target: &WhipTarget) -> SessionEnd 
     let mut negotiation: Option<tokio::task::JoinHandle<Result<Negotiated, String>>> = None;
 
     let end = 'session: {
-        let first = if let Some(f) = sub.backlog.first() {
-            f.clone()
-        } else {
-            tokio::select! {
-                f = sub.rx.recv() => match f {
-                    Some(f) => f,
-                    None => break 'session SessionEnd::Failed { reason: "stream closed".into(), was_live: false },
-                },
-                i = next_command(&mut task.cmd) => break 'session i.into(),
-            }
+        let mut timeline = match super::start(task, &built, &mut bus, &mut sub, &mut feeder).await {
+            Ok(t) => t,
+            Err(end) => break 'session end,
         };
-        let mut epoch = first.epoch;
-        let base_time = first.base_time;
-        let mut shift = gst::ClockTime::ZERO;
-        built.pipeline.use_clock(Some(&gst::SystemClock::obtain()));
-        built.pipeline.set_start_time(gst::ClockTime::NONE);
-        built.pipeline.set_base_time(base_time);
-        if let Err(e) = change_state(&built.pipeline, gst::State::Playing).await {
-            let reason = pending_error(&mut bus).unwrap_or(e);
-            break 'session SessionEnd::Failed {
-                reason,
-                was_live: false,
-            };
-        }
-        let backlog = std::mem::take(&mut sub.backlog);
-        for f in if backlog.is_empty() {
-            vec![first]
-        } else {
-            backlog
-        } {
-            if f.epoch == epoch
-                && let Err(reason) = feeder.push(f)
-            {
-                break 'session SessionEnd::Failed {
-                    reason,
-                    was_live: false,
-                };
-            }
-        }
 
         let started = Instant::now();
         let mut connected_once = false;
@@ -403,15 +368,8 @@ pub(super) async fn session(task: &mut Task, target: &WhipTarget) -> SessionEnd 
                     let Some(frame) = frame else {
                         break 'session SessionEnd::Failed { reason: "stream closed".into(), was_live };
                     };
-                    if frame.epoch != epoch {
-                        if frame.base_time < base_time + shift {
-                            continue;
-                        }
-                        epoch = frame.epoch;
-                        shift = frame.base_time - base_time;
-                        feeder.resync = true;
-                    }
-                    if let Err(reason) = feeder.push(frame.shifted(shift)) {
+                    let Some(frame) = timeline.place(frame, &mut feeder) else { continue };
+                    if let Err(reason) = feeder.push(frame) {
                         let reason = pending_error(&mut bus).unwrap_or(reason);
                         break 'session SessionEnd::Failed { reason: target.scrub(&reason), was_live };
                     }
