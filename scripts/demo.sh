@@ -65,6 +65,12 @@ cat <<MSG
   Stop it:
     mosquitto_rr -h 127.0.0.1 -p $MQTT_PORT -t fieldcast/demo/cmd/push.stop -e demo/replies -m '{"id":"second"}'
 
+  Record it in 10-second MPEG-TS segments, then change the bitrate live:
+    mosquitto_rr -h 127.0.0.1 -p $MQTT_PORT -t fieldcast/demo/cmd/push.add -e demo/replies \
+      -m '{"id":"rec","stream":"main","target":"$PWD/$STATE/data/recordings/\$stream/\$datetime.ts?segment=10"}'
+    mosquitto_rr -h 127.0.0.1 -p $MQTT_PORT -t fieldcast/demo/cmd/encoder.set -e demo/replies \
+      -m '{"input":"main","bitrate_kbps":1500}'
+
   Or with the operator CLI (docs/cli.md):
     ./target/release/fieldcast --broker mqtt://127.0.0.1:$MQTT_PORT state demo
     ./target/release/fieldcast --broker mqtt://127.0.0.1:$MQTT_PORT watch demo
