@@ -2754,7 +2754,7 @@ impl Controller {
             (Phase::Running { .. }, Some(s)) => s.since.max(p.since),
             _ => p.since,
         };
-        json!({
+        let mut view = json!({
             "id": def.id,
             "stream": def.stream,
             "kind": def.kind_name(),
@@ -2767,11 +2767,19 @@ impl Controller {
             "retry_at": retry_at,
             "since": since,
             "reconnects": status.as_ref().map_or(0, |s| s.reconnects),
-            "backups": (!def.backups.is_empty()).then(|| def.shown_backups()),
-            "destination": status.as_ref().and_then(|s| s.destination),
-            "destinations": status.as_ref().filter(|s| !s.destinations.is_empty()).map(|s| s.destinations.clone()),
-            "last_error": status.and_then(|s| s.last_error),
-        })
+            "last_error": status.as_ref().and_then(|s| s.last_error.clone()),
+        });
+        // Only pushes with backups say which destination is in use.
+        if !def.backups.is_empty()
+            && let Some(obj) = view.as_object_mut()
+        {
+            obj.insert("backups".into(), json!(def.shown_backups()));
+            if let Some(s) = &status {
+                obj.insert("destination".into(), json!(s.destination));
+                obj.insert("destinations".into(), json!(s.destinations));
+            }
+        }
+        view
     }
 
     /// A push with its definition's details and counters, for `push.list`
