@@ -1576,6 +1576,8 @@ impl Controller {
                     );
                 }
             }
+            // Published above; nothing else follows from it.
+            InputEvent::EncoderFallback { .. } => {}
             InputEvent::InputLive { input } => {
                 if self.lost_inputs.remove(&input) {
                     self.trigger(

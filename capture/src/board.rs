@@ -6,6 +6,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use gst::prelude::*;
+
 use serde::Deserialize;
 
 use crate::error::Error;
@@ -161,6 +163,50 @@ impl BoardProfile {
         Ok(p)
     }
 
+    /// Checks the video encoder against this machine's GStreamer: the
+    /// element exists and has every property the profile sets or maps
+    /// (the controls property included). The error names what is missing.
+    pub fn check_video_encoder(&self) -> Result<(), String> {
+        let v = &self.video_encoder;
+        let Some(factory) = gst::ElementFactory::find(&v.element) else {
+            return Err(format!(
+                "GStreamer element '{}' is not available",
+                v.element
+            ));
+        };
+        let element = factory
+            .create()
+            .build()
+            .map_err(|e| format!("creating '{}': {e}", v.element))?;
+        let mapped = [&v.bitrate, &v.gop]
+            .into_iter()
+            .filter_map(|m| m.property.clone());
+        let wanted = v
+            .properties
+            .keys()
+            .cloned()
+            .chain(mapped)
+            .chain(v.controls_property.clone());
+        for prop in wanted {
+            if element.find_property(&prop).is_none() {
+                return Err(format!("'{}' has no property '{prop}'", v.element));
+            }
+        }
+        Ok(())
+    }
+
+    /// This profile with the software encoder (x264, as the generic
+    /// profile sets it up) in place of the board's own: what runs when the
+    /// hardware encoder is missing.
+    pub fn with_software_encoder(&self) -> BoardProfile {
+        let generic =
+            BoardProfile::builtin("generic-x86-64").expect("the generic profile is built in");
+        BoardProfile {
+            video_encoder: generic.video_encoder,
+            ..self.clone()
+        }
+    }
+
     fn validate(&self) -> Result<(), Error> {
         let err = |reason: String| Error::Board {
             name: self.board.name.clone(),
@@ -244,6 +290,37 @@ mod tests {
         assert_eq!(
             pi.video_encoder.bitrate.control.as_deref(),
             Some("video_bitrate")
+        );
+    }
+
+    #[test]
+    fn encoders_are_checked_against_gstreamer() {
+        gst::init().unwrap();
+        let generic = BoardProfile::builtin("generic-x86-64").unwrap();
+        assert_eq!(generic.check_video_encoder(), Ok(()));
+        let mut wrong = generic.clone();
+        wrong.video_encoder.gop.property = Some("key-int-maxx".into());
+        assert_eq!(
+            wrong.check_video_encoder(),
+            Err("'x264enc' has no property 'key-int-maxx'".into())
+        );
+        let mut missing = generic.clone();
+        missing.video_encoder.element = "nosuchenc".into();
+        assert!(
+            missing
+                .check_video_encoder()
+                .unwrap_err()
+                .contains("'nosuchenc' is not available")
+        );
+        let sw = missing.with_software_encoder();
+        assert_eq!(sw.video_encoder.element, "x264enc");
+        assert_eq!(sw.board.name, "generic-x86-64");
+        let pi = BoardProfile::builtin("raspberrypi4-64")
+            .unwrap()
+            .with_software_encoder();
+        assert_eq!(
+            (pi.board.name.as_str(), pi.limits.max_fps),
+            ("raspberrypi4-64", 30)
         );
     }
 

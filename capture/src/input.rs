@@ -59,8 +59,21 @@ pub struct InputStatus {
 #[derive(Clone, Debug, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum InputEvent {
-    InputLive { input: String },
-    InputLost { input: String, reason: String },
+    InputLive {
+        input: String,
+    },
+    InputLost {
+        input: String,
+        reason: String,
+    },
+    /// The board's encoder cannot be used here (missing element or
+    /// property): the input encodes in software instead.
+    EncoderFallback {
+        input: String,
+        wanted: String,
+        using: String,
+        reason: String,
+    },
 }
 
 /// How a change of encoding took effect.
@@ -454,6 +467,36 @@ async fn session(
     owed: &mut Owed,
 ) -> Outcome {
     let failed = |reason: String| Outcome::Failed { reason, ran: false };
+    // The board's encoder is checked, not assumed: a missing element (a
+    // V4L2 encoder registers only when its device exists) or a property the
+    // installed version lacks puts the input on the software encoder, and
+    // says so, instead of leaving it dark.
+    let checked;
+    let board = match board.check_video_encoder() {
+        Ok(()) => board,
+        Err(reason) => {
+            let software = board.with_software_encoder();
+            if software.check_video_encoder().is_err() {
+                return failed(format!(
+                    "{reason} (board {}'s encoder), and no software encoder to fall back to",
+                    board.board.name
+                ));
+            }
+            let using = software.video_encoder.element.clone();
+            if status.borrow().encoder != using {
+                warn!(input = %spec_mut.name, wanted = %board.video_encoder.element, %using, %reason, "falling back to the software encoder");
+                status.send_modify(|s| s.encoder = using.clone());
+                let _ = events.send(InputEvent::EncoderFallback {
+                    input: spec_mut.name.clone(),
+                    wanted: board.video_encoder.element.clone(),
+                    using,
+                    reason,
+                });
+            }
+            checked = software;
+            &checked
+        }
+    };
     // The running clock is a nicety of the test pattern: a lean image
     // without the pango plugin still gets its picture.
     let mut spec = spec_mut.clone();
