@@ -1363,15 +1363,19 @@ impl SrtSender {
 }
 
 /// For a connected socket: unacknowledged packets in its send buffer, and
-/// how long the peer may still hold the newest one before playing it (the
-/// negotiated latency plus a round trip, which covers the one-way delay).
+/// how long the peer may still hold the newest one before playing it: the
+/// negotiated latency plus a round trip (which covers the one-way delay),
+/// plus a margin for a receiver whose delivery thread runs late (a busy
+/// box): libsrt discards what it still holds when the connection closes,
+/// and a receiver that had not yet played the last packets loses the end
+/// of the last frame (seen on a loaded 2-core machine).
 fn pending_on(s: &Socket) -> Option<(u64, Duration)> {
     if !s.connected() {
         return None;
     }
     let unacked = s.get_int(ffi::SRTO_SNDDATA).map_or(0, count);
     let p = s.stats(false)?;
-    let ms = count(p.msSndTsbPdDelay) as f64 + real(p.msRTT);
+    let ms = count(p.msSndTsbPdDelay) as f64 * 1.25 + real(p.msRTT) + 250.0;
     Some((unacked, Duration::from_secs_f64(ms / 1000.0)))
 }
 
