@@ -352,6 +352,17 @@ pub fn spawn(spec: OutputSpec, events: mpsc::UnboundedSender<OutputEvent>) -> Ou
     }
 }
 
+impl SessionEnd {
+    /// A failure before anything reached the destination (no backoff
+    /// reset: the link was never live).
+    fn not_started(reason: impl Into<String>) -> Self {
+        SessionEnd::Failed {
+            reason: reason.into(),
+            was_live: false,
+        }
+    }
+}
+
 /// How one connection attempt ended.
 enum SessionEnd {
     /// Stopped by its handle (or the handle was dropped: `None`).
@@ -640,10 +651,7 @@ async fn session(task: &mut Task) -> SessionEnd {
                     };
                 }
                 Err(e) => {
-                    return SessionEnd::Failed {
-                        reason: format!("connecting: {e}"),
-                        was_live: false,
-                    };
+                    return SessionEnd::not_started(format!("connecting: {e}"));
                 }
             }
         }
@@ -652,10 +660,7 @@ async fn session(task: &mut Task) -> SessionEnd {
     let built = match link::build(&id, &task.spec.target, &task.spec.stream, srt.as_ref()) {
         Ok(b) => b,
         Err(e) => {
-            return SessionEnd::Failed {
-                reason: e.to_string(),
-                was_live: false,
-            };
+            return SessionEnd::not_started(e.to_string());
         }
     };
     let mut sub = task.spec.stream.subscribe(task.spec.queue_frames);
@@ -813,10 +818,7 @@ async fn start(
     let first = match sub.backlog.first() {
         Some(f) => f.clone(),
         None => tokio::select! {
-            f = sub.rx.recv() => f.ok_or(SessionEnd::Failed {
-                reason: "stream closed".into(),
-                was_live: false,
-            })?,
+            f = sub.rx.recv() => f.ok_or(SessionEnd::not_started("stream closed"))?,
             i = next_command(&mut task.cmd) => return Err(i.into()),
         },
     };
@@ -856,10 +858,9 @@ async fn start(
         if f.epoch == timeline.epoch
             && let Err(reason) = feeder.push(f)
         {
-            return Err(SessionEnd::Failed {
-                reason: pending_error(bus).unwrap_or(reason),
-                was_live: false,
-            });
+            return Err(SessionEnd::not_started(
+                pending_error(bus).unwrap_or(reason),
+            ));
         }
     }
     Ok(timeline)

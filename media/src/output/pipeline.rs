@@ -23,6 +23,25 @@ pub struct Built {
     pub sink: gst::Element,
 }
 
+impl Built {
+    /// A pipeline with no SRT connection behind its sink.
+    fn plain(
+        pipeline: gst::Pipeline,
+        video: Option<gst_app::AppSrc>,
+        audio: Option<gst_app::AppSrc>,
+        sink: gst::Element,
+    ) -> Self {
+        Built {
+            pipeline,
+            listener_peers: None,
+            congested: None,
+            video,
+            audio,
+            sink,
+        }
+    }
+}
+
 fn make(output: &str, factory: &str, name: &str) -> Result<gst::Element, Error> {
     gst::ElementFactory::make(factory)
         .name(name)
@@ -162,14 +181,7 @@ pub fn build_ts_to_appsink(output: &str, tracks: &[Track]) -> Result<Built, Erro
             pipeline_error(output, format!("mpegtsmux gave no sink pad for {track:?}"))
         })
     })?;
-    Ok(Built {
-        pipeline,
-        listener_peers: None,
-        congested: None,
-        video,
-        audio,
-        sink,
-    })
+    Ok(Built::plain(pipeline, video, audio, sink))
 }
 
 /// `appsrc(video) ! h264parse ! rtph264pay ! webrtcbin` and `appsrc(audio)
@@ -426,14 +438,7 @@ pub fn build_rtmp(output: &str, target: &RtmpTarget, tracks: &[Track]) -> Result
             .ok_or_else(|| pipeline_error(output, format!("flvmux gave no {template} pad")))?;
         parse_into(output, pipeline, parser, caps, name, &pad)
     })?;
-    Ok(Built {
-        pipeline,
-        listener_peers: None,
-        congested: None,
-        video,
-        audio,
-        sink,
-    })
+    Ok(Built::plain(pipeline, video, audio, sink))
 }
 
 #[cfg(test)]

@@ -533,10 +533,7 @@ pub(super) async fn session(task: &mut Task, target: &RecordTarget) -> SessionEn
                     }
                     f = sub.rx.recv() => match f {
                         Some(f) => Some(f),
-                        None => break 'session SessionEnd::Failed {
-                            reason: "stream closed".into(),
-                            was_live: false,
-                        },
+                        None => break 'session SessionEnd::not_started("stream closed"),
                     },
                     _ = tick.tick() => {
                         if let Some(s) = seg.as_ref() {

@@ -303,10 +303,7 @@ pub(super) async fn session(task: &mut Task, target: &WhipTarget) -> SessionEnd 
     ) {
         Ok(b) => b,
         Err(e) => {
-            return SessionEnd::Failed {
-                reason: e.to_string(),
-                was_live: false,
-            };
+            return SessionEnd::not_started(e.to_string());
         }
     };
     let mut sub = task.spec.stream.subscribe(task.spec.queue_frames);
@@ -361,7 +358,7 @@ pub(super) async fn session(task: &mut Task, target: &WhipTarget) -> SessionEnd 
                             liveness = WhipLiveness::new(WhipLivenessConfig::default(), Instant::now());
                         }
                         Ok(Err(reason)) => break 'session SessionEnd::Failed { reason, was_live: false },
-                        Err(e) => break 'session SessionEnd::Failed { reason: format!("WHIP negotiation: {e}"), was_live: false },
+                        Err(e) => break 'session SessionEnd::not_started(format!("WHIP negotiation: {e}")),
                     }
                 }
                 frame = sub.rx.recv() => {
@@ -380,10 +377,7 @@ pub(super) async fn session(task: &mut Task, target: &WhipTarget) -> SessionEnd 
                         let ready = webrtc.sink_pads().iter().all(|p| p.current_caps().is_some());
                         if ready || started.elapsed() > CAPS_TIMEOUT {
                             if !ready {
-                                break 'session SessionEnd::Failed {
-                                    reason: "the tracks gave webrtcbin no caps (no frames from the encoder?)".into(),
-                                    was_live: false,
-                                };
+                                break 'session SessionEnd::not_started("the tracks gave webrtcbin no caps (no frames from the encoder?)");
                             }
                             negotiation = Some(tokio::spawn(negotiate(webrtc.clone(), target.clone(), client.clone(), resource.clone())));
                             offered = true;
