@@ -31,6 +31,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, error, info, warn};
 
+use crate::adaptive::{Candidate, InputAbr, Step};
 use crate::command::{self, Command};
 use crate::config::Settings;
 use crate::error::{ApiError, Code, ConfigError};
@@ -207,6 +208,8 @@ pub struct Controller {
     /// Every running input by its stream name, wildcard streams included.
     inputs: BTreeMap<String, InputHandle>,
     input_events_tx: mpsc::UnboundedSender<InputEvent>,
+    /// Adaptive bitrate of the inputs that have it, by stream name.
+    adaptive: BTreeMap<String, InputAbr>,
     pushes: BTreeMap<String, Push>,
     /// Outputs that were told to stop and are draining; a push waits for
     /// its old output before it starts again (a listener's port).
@@ -280,6 +283,7 @@ impl Controller {
             streams,
             inputs,
             input_events_tx,
+            adaptive: BTreeMap::new(),
             pushes: BTreeMap::new(),
             stopping: HashMap::new(),
             stopping_inputs: HashMap::new(),
@@ -373,6 +377,15 @@ impl Controller {
             stream,
             self.input_events_tx.clone(),
         );
+        match &spec.adaptive_bitrate {
+            Some(abr) => {
+                self.adaptive
+                    .insert(spec.name.clone(), InputAbr::new(abr.clone(), &spec.encode));
+            }
+            None => {
+                self.adaptive.remove(&spec.name);
+            }
+        }
         self.inputs.insert(spec.name, handle);
     }
 
@@ -462,6 +475,11 @@ impl Controller {
             self.save(next).await?;
         }
         let applied = self.apply_encode(input, encode.clone()).await;
+        // The operator's bitrate is the new start (and, without max_kbps,
+        // the new ceiling) of adaptive bitrate.
+        if let Some(a) = self.adaptive.get_mut(input) {
+            *a = InputAbr::new(a.config().clone(), &encode);
+        }
         if applied["how"] == "failed" {
             // The device cannot run it (a size or rate the source or the
             // encoder refuses): back to what ran before, saved and applied.
@@ -477,6 +495,96 @@ impl Controller {
             ));
         }
         Ok(json!({"input": input, "applied": applied, "encode": encode}))
+    }
+
+    /// Adaptive bitrate: each input's lead link, sampled once a second;
+    /// a decision is set on the encoder (live, not saved: the operator's
+    /// setting stays what `encoder.set` made it).
+    async fn adapt(&mut self) {
+        let now = Instant::now();
+        let names: Vec<String> = self.adaptive.keys().cloned().collect();
+        for input in names {
+            if self.adaptive.get(&input).is_none_or(InputAbr::is_off) {
+                continue;
+            }
+            let figures: Vec<(String, bool, Option<fieldcast_media::abr::LinkSample>)> = self
+                .pushes
+                .iter()
+                .filter(|(_, p)| p.def().stream == input)
+                .filter_map(|(id, p)| match &p.phase {
+                    Phase::Running { handle, shown, .. } if shown.starts_with("srt://") => {
+                        let s = handle.status();
+                        let link = s.srt.as_ref().map(fieldcast_media::abr::LinkSample::from);
+                        Some((id.clone(), matches!(s.state, OutputState::Live), link))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let candidates: Vec<Candidate<'_>> = figures
+                .iter()
+                .map(|(id, live, link)| Candidate {
+                    id,
+                    live: *live,
+                    link: *link,
+                })
+                .collect();
+            let Some(a) = self.adaptive.get_mut(&input) else {
+                continue;
+            };
+            let Step::Change(d) = a.sample(now, &candidates) else {
+                continue;
+            };
+            let lead = a.lead().map(str::to_string);
+            let Some(mut encode) = self.running_encode(&input) else {
+                continue;
+            };
+            encode.bitrate_kbps = d.to_kbps;
+            let Some(handle) = self.inputs.get(&input) else {
+                continue;
+            };
+            // A live change answers at once; anything else is a rebuild,
+            // which adaptive bitrate must not cause every few seconds.
+            let applied =
+                tokio::time::timeout(Duration::from_secs(3), handle.reconfigure(encode)).await;
+            let how = match &applied {
+                Ok(Ok(applied)) => json!(applied.how),
+                Ok(Err(e)) => {
+                    warn!(input, error = %e, "adaptive bitrate off: the encoder refused a change");
+                    if let Some(a) = self.adaptive.get_mut(&input) {
+                        a.turn_off(format!("the encoder refused a bitrate change: {e}"));
+                    }
+                    continue;
+                }
+                Err(_) => json!("pending"),
+            };
+            info!(input, lead = ?lead, from = d.from_kbps, to = d.to_kbps, reason = %d.reason, "bitrate adapted");
+            self.publish_event(json!({
+                "event": "bitrate_adapted", "input": input, "lead": lead,
+                "from_kbps": d.from_kbps, "to_kbps": d.to_kbps, "reason": d.reason,
+            }));
+            let Some(a) = self.adaptive.get_mut(&input) else {
+                continue;
+            };
+            a.applied(d);
+            if how != "live" {
+                let why = "the encoder cannot change its bitrate while running (each change rebuilds the capture pipeline)";
+                warn!(input, "adaptive bitrate off: {why}");
+                a.turn_off(why.into());
+            }
+        }
+    }
+
+    /// The encoding input `name` runs with: the config's, with the
+    /// operator's saved changes.
+    fn running_encode(&self, name: &str) -> Option<fieldcast_capture::settings::EncodeSettings> {
+        let base = self.base_input_spec(name)?;
+        Some(
+            self.persisted
+                .encoders
+                .get(name)
+                .and_then(|c| self.changed_encode(&base, c, "").ok())
+                .unwrap_or(base.encode),
+        )
     }
 
     /// Hands new settings to a running input and tells operators.
@@ -1399,6 +1507,8 @@ impl Controller {
         let mut telemetry_tick =
             tokio::time::interval(Duration::from_secs(self.settings.mqtt.telemetry_interval_s));
         telemetry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut adapt_tick = tokio::time::interval(Duration::from_secs(1));
+        adapt_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .expect("SIGTERM handler");
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -1452,6 +1562,7 @@ impl Controller {
                     self.publish_state();
                 }
                 _ = telemetry_tick.tick() => self.publish_telemetry(),
+                _ = adapt_tick.tick(), if !self.adaptive.is_empty() => self.adapt().await,
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
                 _ = hup.recv() => {
@@ -1908,6 +2019,7 @@ impl Controller {
             self.end_push(&id, phase, &why).await;
         }
         self.streams.remove(&name);
+        self.adaptive.remove(&name);
         if let Some(h) = self.inputs.remove(&name) {
             self.stopping_inputs
                 .insert(name.clone(), tokio::spawn(h.stop()));
@@ -2965,13 +3077,21 @@ impl Controller {
             );
         }
         self.last_telemetry = Some((now, bytes_now));
-        let t = json!({
+        let mut t = json!({
             "ts": unix_now(),
             "device": self.settings.device.id,
             "uptime_s": self.started.elapsed().as_secs(),
             "streams": streams,
             "outputs": outputs,
         });
+        if !self.adaptive.is_empty() {
+            t["adaptive_bitrate"] = self
+                .adaptive
+                .iter()
+                .map(|(name, a)| (name.clone(), a.view()))
+                .collect::<serde_json::Map<_, _>>()
+                .into();
+        }
         let body = serde_json::to_vec(&t).expect("telemetry serializes");
         self.send(self.topics.telemetry(), QoS::AtMostOnce, false, body);
     }

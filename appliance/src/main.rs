@@ -1,6 +1,7 @@
 //! `fieldcastd`: the Fieldcast daemon. Captures and encodes each configured
 //! input, feeds the media core, and answers to MQTT.
 
+mod adaptive;
 mod broker_url;
 mod command;
 mod config;

@@ -23,6 +23,31 @@ pub struct InputSpec {
     pub audio: AudioSource,
     #[serde(default)]
     pub encode: EncodeSettings,
+    /// The video bitrate follows the leading SRT output's link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adaptive_bitrate: Option<AdaptiveBitrate>,
+}
+
+/// `[inputs.adaptive_bitrate]`: the encoder's bitrate moves between
+/// `min_kbps` and `max_kbps` (the encode bitrate when left out) from what the
+/// leading SRT output measures on its link.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveBitrate {
+    pub min_kbps: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_kbps: Option<u32>,
+    /// The push whose link decides; left out, the first running SRT push
+    /// of the stream (by id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lead: Option<String>,
+}
+
+impl AdaptiveBitrate {
+    /// The ceiling: `max_kbps`, else the bitrate the operator set.
+    pub fn ceiling(&self, encode: &EncodeSettings) -> u32 {
+        self.max_kbps.unwrap_or(encode.bitrate_kbps)
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
@@ -353,6 +378,27 @@ impl InputSpec {
                 format!("{} is outside 100..=100000", e.bitrate_kbps),
             ));
         }
+        if let Some(abr) = &self.adaptive_bitrate {
+            let max = abr.ceiling(e);
+            if !(100..=100_000).contains(&abr.min_kbps) || abr.min_kbps > max {
+                return Err(invalid(
+                    "adaptive_bitrate.min_kbps",
+                    format!(
+                        "{} is outside 100..={max} (the ceiling: max_kbps or encode.bitrate_kbps)",
+                        abr.min_kbps
+                    ),
+                ));
+            }
+            if !(100..=100_000).contains(&max) {
+                return Err(invalid(
+                    "adaptive_bitrate.max_kbps",
+                    format!("{max} is outside 100..=100000"),
+                ));
+            }
+            if let Some(lead) = &abr.lead {
+                check_name(&format!("{at}.adaptive_bitrate.lead"), lead)?;
+            }
+        }
         if !(1..=1000).contains(&e.gop_frames) {
             return Err(invalid(
                 "encode.gop_frames",
@@ -484,6 +530,38 @@ mod tests {
             &BoardProfile::builtin("generic-x86-64").unwrap(),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn adaptive_bitrate_bounds_are_checked() {
+        let board = BoardProfile::builtin("generic-x86-64").unwrap();
+        let check = |extra: &str| {
+            parse(&format!(
+                "name = \"m\"\n[encode]\nbitrate_kbps = 2000\n[adaptive_bitrate]\n{extra}"
+            ))
+            .unwrap()
+            .validate("inputs[0]", &board)
+            .map_err(|e| e.to_string())
+        };
+        check("min_kbps = 300\nlead = \"uplink\"").unwrap();
+        let spec =
+            parse("name = \"m\"\n[adaptive_bitrate]\nmin_kbps = 300\nmax_kbps = 5000").unwrap();
+        let abr = spec.adaptive_bitrate.as_ref().unwrap();
+        assert_eq!(abr.ceiling(&spec.encode), 5000);
+        let e = check("min_kbps = 2500").unwrap_err();
+        assert!(
+            e.contains("inputs[0].adaptive_bitrate.min_kbps") && e.contains("2500"),
+            "{e}"
+        );
+        let e = check("min_kbps = 300\nmax_kbps = 200000").unwrap_err();
+        assert!(
+            e.contains("adaptive_bitrate.max_kbps") && e.contains("200000"),
+            "{e}"
+        );
+        let e = check("min_kbps = 300\nlead = \"a b\"").unwrap_err();
+        assert!(e.contains("adaptive_bitrate.lead"), "{e}");
+        let e = parse("name = \"m\"\n[adaptive_bitrate]\nmin_kbs = 3").unwrap_err();
+        assert!(e.contains("min_kbs"), "{e}");
     }
 
     #[test]

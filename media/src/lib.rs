@@ -6,6 +6,7 @@
 //! protocol sink. Every hop moves a reference-counted `gst::Buffer`; frame
 //! data is never copied.
 
+pub mod abr;
 pub mod backoff;
 pub mod error;
 pub mod frame;
