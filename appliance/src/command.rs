@@ -36,6 +36,7 @@ pub enum Command {
         limit: usize,
     },
     StateGet,
+    DevicesDiscover,
     VarList,
     VarSet(VarDef),
     VarRemove {
@@ -82,6 +83,7 @@ pub const COMMANDS: &[&str] = &[
     "push.list",
     "push.history",
     "state.get",
+    "devices.discover",
     "var.list",
     "var.set",
     "var.remove",
@@ -262,6 +264,7 @@ pub fn parse(name: &str, payload: &[u8]) -> Result<Command, ApiError> {
             })
         }
         "state.get" => args::<NoArgs>(payload).map(|_| Command::StateGet),
+        "devices.discover" => args::<NoArgs>(payload).map(|_| Command::DevicesDiscover),
         "var.list" => args::<NoArgs>(payload).map(|_| Command::VarList),
         "var.set" => args::<VarDef>(payload).map(Command::VarSet),
         "var.remove" => args::<NameArgs>(payload).map(|a| Command::VarRemove { name: a.name }),

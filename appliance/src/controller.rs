@@ -208,6 +208,10 @@ pub struct Controller {
     /// Every running input by its stream name, wildcard streams included.
     inputs: BTreeMap<String, InputHandle>,
     input_events_tx: mpsc::UnboundedSender<InputEvent>,
+    /// What capture devices discovery found (V4L2, ALSA, DeckLink).
+    devices: Value,
+    discovered_tx: mpsc::UnboundedSender<Value>,
+    discovered: mpsc::UnboundedReceiver<Value>,
     /// Adaptive bitrate of the inputs that have it, by stream name.
     adaptive: BTreeMap<String, InputAbr>,
     pushes: BTreeMap<String, Push>,
@@ -260,6 +264,7 @@ impl Controller {
             .with_groups(&settings.mqtt.prefix, &settings.device.groups);
         let (output_events_tx, output_events) = mpsc::unbounded_channel();
         let (input_events_tx, input_events) = mpsc::unbounded_channel();
+        let (discovered_tx, discovered) = mpsc::unbounded_channel();
         let (prepared_tx, prepared) = mpsc::unbounded_channel();
         let (refreshed_tx, refreshed) = mpsc::unbounded_channel();
         let (calendar_tx, calendar_rx) = mpsc::unbounded_channel();
@@ -284,6 +289,9 @@ impl Controller {
             inputs,
             input_events_tx,
             adaptive: BTreeMap::new(),
+            devices: Value::Null,
+            discovered_tx,
+            discovered,
             pushes: BTreeMap::new(),
             stopping: HashMap::new(),
             stopping_inputs: HashMap::new(),
@@ -1141,7 +1149,9 @@ impl Controller {
         let now = Instant::now();
         let mut live = BTreeSet::new();
         for (name, input) in &self.inputs {
-            if matches!(input.status().state, InputState::Running) {
+            // The slate keeps a lost input's stream going: its pushes stay.
+            let status = input.status();
+            if matches!(status.state, InputState::Running) || status.slate {
                 self.down_since.remove(name);
                 live.insert(name.clone());
             } else {
@@ -1518,6 +1528,12 @@ impl Controller {
             None,
             json!({"version": env!("CARGO_PKG_VERSION")}),
         );
+        // Capture devices, for operators picking an input: found off the
+        // loop, reported in state.
+        let tx = self.discovered_tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(discover_devices().await);
+        });
         loop {
             tokio::select! {
                 Ok(()) = up.changed() => {
@@ -1555,6 +1571,10 @@ impl Controller {
                     self.publish_state();
                 }
                 Some(r) = self.refreshed.recv() => self.var_refreshed(r),
+                Some(d) = self.discovered.recv() => {
+                    self.devices = d;
+                    self.publish_state();
+                }
                 Some(c) = self.calendar_rx.recv() => self.calendar_loaded(c),
                 Some(change) = recv_net(&mut net) => self.network_changed(change),
                 _ = pass.tick() => {
@@ -1687,8 +1707,12 @@ impl Controller {
                     );
                 }
             }
-            // Published above; nothing else follows from it.
-            InputEvent::EncoderFallback { .. } => {}
+            // Published above; nothing else follows from them (the input's
+            // state already says whether its audio is silent).
+            InputEvent::EncoderFallback { .. }
+            | InputEvent::AudioSilence { .. }
+            | InputEvent::AudioRestored { .. }
+            | InputEvent::InputTimingChanged { .. } => {}
             InputEvent::InputLive { input } => {
                 if self.lost_inputs.remove(&input) {
                     self.trigger(
@@ -1805,6 +1829,11 @@ impl Controller {
     async fn apply(&mut self, cmd: Command) -> Result<Value, ApiError> {
         match cmd {
             Command::StateGet => Ok(self.state()),
+            Command::DevicesDiscover => {
+                let report = discover_devices().await;
+                self.devices = report.clone();
+                Ok(report)
+            }
             Command::PushList => Ok(Value::Array(
                 self.pushes.values().map(|p| self.push_detail(p)).collect(),
             )),
@@ -2970,6 +2999,7 @@ impl Controller {
             "streams": self.streams.keys().map(|s| (s.clone(), json!({"live": self.live_streams.contains(s)}))).collect::<serde_json::Map<_, _>>(),
             "inputs": inputs,
             "outputs": outputs,
+            "devices": self.devices,
         })
     }
 
@@ -3077,6 +3107,13 @@ impl Controller {
             );
         }
         self.last_telemetry = Some((now, bytes_now));
+        // Audio levels per input: they change every 100 ms, so they are
+        // telemetry; the state only says whether the audio is silent.
+        let inputs: serde_json::Map<String, Value> = self
+            .inputs
+            .iter()
+            .filter_map(|(name, i)| Some((name.clone(), json!({"audio": i.audio_levels()?}))))
+            .collect();
         let mut t = json!({
             "ts": unix_now(),
             "device": self.settings.device.id,
@@ -3084,6 +3121,9 @@ impl Controller {
             "streams": streams,
             "outputs": outputs,
         });
+        if !inputs.is_empty() {
+            t["inputs"] = inputs.into();
+        }
         if !self.adaptive.is_empty() {
             t["adaptive_bitrate"] = self
                 .adaptive
@@ -3094,6 +3134,14 @@ impl Controller {
         }
         let body = serde_json::to_vec(&t).expect("telemetry serializes");
         self.send(self.topics.telemetry(), QoS::AtMostOnce, false, body);
+    }
+}
+
+/// Discovery's report (bounded: a stuck driver is an error line in it).
+async fn discover_devices() -> Value {
+    match tokio::task::spawn_blocking(fieldcast_capture::discover::discover).await {
+        Ok(report) => serde_json::to_value(&report).unwrap_or(Value::Null),
+        Err(e) => json!({"errors": [format!("discovery failed: {e}")]}),
     }
 }
 

@@ -274,7 +274,8 @@ async fn state_events_and_telemetry_are_published_without_secrets() {
 }
 
 /// A missing capture device is an input error with the device and reason,
-/// retried with backoff; the daemon keeps serving.
+/// retried with backoff; the daemon keeps serving, and its outputs get the
+/// slate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_device_is_an_input_error_not_a_crash() {
     let _g = serial().await;
@@ -302,6 +303,38 @@ async fn missing_device_is_an_input_error_not_a_crash() {
         "{events:?}"
     );
     assert!(rig.daemon.proc.alive());
+
+    // The slate goes out instead: a push of the lost input connects and
+    // its receiver gets the configured size, black, while the state says
+    // why.
+    assert_eq!(s["result"]["inputs"][0]["slate"], true, "{s}");
+    let port = free_port();
+    let out = rig.path("slate.ts");
+    let mut receiver = srt_receiver(port, None, &out);
+    rig.ok(
+        "push.add",
+        &format!(
+            r#"{{"id":"slate","stream":"main","target":"srt://127.0.0.1:{port}?mode=caller"}}"#
+        ),
+    )
+    .await;
+    rig.wait_push("slate", "live").await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let p = rig.listed("slate").await;
+    assert_eq!(p["state"], "live", "{p}");
+    assert_eq!(p["reconnects"], 0, "{p}");
+    let s = rig.ok("state.get", "").await;
+    assert_eq!(s["result"]["inputs"][0]["state"], "error", "{s}");
+    assert_eq!(s["result"]["inputs"][0]["slate"], true, "{s}");
+    rig.ok("push.stop", r#"{"id":"slate"}"#).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    receiver.signal("TERM");
+    receiver.wait_exit(Duration::from_secs(5));
+    let probe = ffprobe(&out);
+    assert_eq!(probe.video_codec.as_deref(), Some("h264"));
+    assert_eq!((probe.width, probe.height), (Some(640), Some(360)));
+    assert!(probe.duration > 3.0, "{}", probe.duration);
+    assert_eq!(decode_errors(&out), "");
 }
 
 /// A saved push whose stream the new config no longer has is kept (the
@@ -348,4 +381,46 @@ async fn saved_push_for_a_stream_that_is_gone() {
     assert_eq!(saved["pushes"][0]["stream"], "cam");
     rig.ok("push.remove", r#"{"id":"orphan"}"#).await;
     assert_eq!(rig.saved()["pushes"], json!([]));
+}
+
+/// Capture devices are listed in the retained state at start and on
+/// request. This machine has no V4L2 node and no DeckLink driver: the
+/// report says so rather than leaving it out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capture_devices_are_reported_in_state_and_on_request() {
+    let _g = serial().await;
+    let mut rig = Rig::start(DEV, "").await;
+    let state = rig.topic("state");
+    rig.mqtt
+        .wait_for("devices in state", Duration::from_secs(15), |m| {
+            m.last(&state)
+                .is_some_and(|s| s["devices"]["v4l2"].is_array())
+        })
+        .await;
+    let s = rig.mqtt.last(&state).unwrap();
+    let nodes = std::fs::read_dir("/dev")
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("video"))
+        .count();
+    assert_eq!(
+        s["devices"]["v4l2"].as_array().unwrap().len(),
+        nodes,
+        "{}",
+        s["devices"]
+    );
+    assert!(s["devices"]["errors"].is_array(), "{}", s["devices"]);
+    let r = rig.ok("devices.discover", "{}").await;
+    let report = &r["result"];
+    assert!(report["took_ms"].as_u64().unwrap() < 5000, "{report}");
+    assert!(report["devices"].is_array() && report["hints"].is_array());
+    if !std::path::Path::new("/usr/lib/libDeckLinkAPI.so").exists() {
+        assert!(
+            report["decklink"]["note"]
+                .as_str()
+                .unwrap_or("")
+                .contains("driver library not installed"),
+            "{report}"
+        );
+    }
 }

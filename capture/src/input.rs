@@ -4,7 +4,7 @@
 //! in an error state with the device and the reason; they never take the
 //! daemon down.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fieldcast_media::backoff::Backoff;
@@ -17,9 +17,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+use crate::audio::{AudioLevels, AudioMeter, AudioStatus, Change, Levels};
 use crate::board::BoardProfile;
 use crate::describe;
+use crate::discover::{self, SignalEvent, SignalState, SignalWatch};
 use crate::settings::{EncodeSettings, InputSpec, VideoSource};
+use crate::v4l2;
 
 /// With frames flowing, this long without one is a lost input.
 const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
@@ -54,6 +57,14 @@ pub struct InputStatus {
     pub bitrate_kbps: u32,
     pub restarts: u32,
     pub last_error: Option<String>,
+    /// The slate goes out in place of the source (it has no picture):
+    /// outputs stay connected.
+    pub slate: bool,
+    /// Whether the audio is silent; absent for an input without audio.
+    /// (Its levels change ten times a second: telemetry, not state, shows
+    /// them, through [`InputHandle::audio_levels`].)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audio: Option<AudioStatus>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -66,6 +77,12 @@ pub enum InputEvent {
         input: String,
         reason: String,
     },
+    /// An HDMI/SDI source switched format: the capture was rebuilt for the
+    /// new timings (`timings`, e.g. `1920x1080p50`).
+    InputTimingChanged {
+        input: String,
+        timings: String,
+    },
     /// The board's encoder cannot be used here (missing element or
     /// property): the input encodes in software instead.
     EncoderFallback {
@@ -73,6 +90,23 @@ pub enum InputEvent {
         wanted: String,
         using: String,
         reason: String,
+    },
+    /// Every stream channel below `silence_threshold_dbfs` for
+    /// `silence_after_s`: `channels` are the selected source channels,
+    /// `rms_dbfs` the last level of each stream channel.
+    AudioSilence {
+        input: String,
+        channels: Vec<u32>,
+        rms_dbfs: Vec<f64>,
+        threshold_dbfs: f64,
+        silent_for_s: f64,
+    },
+    /// Sound at or above the threshold again after `silent_s` of silence.
+    AudioRestored {
+        input: String,
+        channels: Vec<u32>,
+        rms_dbfs: Vec<f64>,
+        silent_s: f64,
     },
 }
 
@@ -118,12 +152,19 @@ pub struct InputHandle {
     stop: Option<oneshot::Sender<()>>,
     cmd: mpsc::Sender<InputCommand>,
     status: watch::Receiver<InputStatus>,
+    levels: watch::Receiver<Option<AudioLevels>>,
     task: JoinHandle<()>,
 }
 
 impl InputHandle {
     pub fn status(&self) -> InputStatus {
         self.status.borrow().clone()
+    }
+
+    /// The audio's latest levels; `None` without audio or while the
+    /// pipeline is not running.
+    pub fn audio_levels(&self) -> Option<AudioLevels> {
+        self.levels.borrow().clone()
     }
 
     /// Changes the encoding to `encode` (validated by the caller): live
@@ -176,16 +217,150 @@ pub fn spawn(
         bitrate_kbps: spec.encode.bitrate_kbps,
         restarts: 0,
         last_error: None,
+        slate: false,
+        audio: spec.has_audio().then(|| AudioStatus {
+            source: spec.audio.source.label(),
+            select: spec.audio.select.clone(),
+            silent: false,
+            since: unix_now(),
+        }),
     };
     let (status_tx, status_rx) = watch::channel(status);
+    let (levels_tx, levels_rx) = watch::channel(None);
+    let audio = spec.has_audio().then(|| AudioWatch {
+        meter: AudioMeter::new(&spec.audio, std::time::Instant::now()),
+        levels: levels_tx,
+        select: spec.audio.select.clone(),
+        threshold_dbfs: spec.audio.silence_threshold_dbfs,
+    });
     let (stop_tx, stop_rx) = oneshot::channel();
     let (cmd_tx, cmd_rx) = mpsc::channel(4);
-    let task = tokio::spawn(run(spec, board, stream, status_tx, events, stop_rx, cmd_rx));
+    let task = tokio::spawn(run(
+        spec, board, stream, status_tx, events, stop_rx, cmd_rx, audio,
+    ));
     InputHandle {
         stop: Some(stop_tx),
         cmd: cmd_tx,
         status: status_rx,
+        levels: levels_rx,
         task,
+    }
+}
+
+/// An input's audio meter and where what it finds goes: levels to the
+/// handle (telemetry), silence to the status (state) and to events. Kept
+/// across pipeline restarts, so silence is reported once, not once per
+/// restart.
+struct AudioWatch {
+    meter: AudioMeter,
+    levels: watch::Sender<Option<AudioLevels>>,
+    select: Vec<u32>,
+    threshold_dbfs: f64,
+}
+
+impl AudioWatch {
+    /// An element message from the capture pipeline: the `level` meter's
+    /// report (`name=alevel`), other messages ignored.
+    fn message(
+        &mut self,
+        m: &gst::message::Element,
+        input: &str,
+        status: &watch::Sender<InputStatus>,
+        events: &mpsc::UnboundedSender<InputEvent>,
+    ) {
+        let from_meter = m.src().is_some_and(|s| s.name() == "alevel");
+        let Some(levels) = m
+            .structure()
+            .filter(|_| from_meter)
+            .and_then(Levels::from_structure)
+        else {
+            return;
+        };
+        let now = std::time::Instant::now();
+        let change = self.meter.level(now, levels);
+        self.levels.send_replace(self.meter.levels());
+        if let Some(c) = change {
+            self.report(c, now, input, status, events);
+        }
+    }
+
+    /// Time passing: reports that stopped coming count as quiet.
+    fn poll(
+        &mut self,
+        input: &str,
+        status: &watch::Sender<InputStatus>,
+        events: &mpsc::UnboundedSender<InputEvent>,
+    ) {
+        let now = std::time::Instant::now();
+        if let Some(c) = self.meter.poll(now) {
+            self.levels.send_replace(self.meter.levels());
+            self.report(c, now, input, status, events);
+        }
+    }
+
+    fn report(
+        &self,
+        change: Change,
+        now: std::time::Instant,
+        input: &str,
+        status: &watch::Sender<InputStatus>,
+        events: &mpsc::UnboundedSender<InputEvent>,
+    ) {
+        let rms_dbfs = self.meter.rms_dbfs();
+        let tenths = |d: Duration| (d.as_secs_f64() * 10.0).round() / 10.0;
+        // The state first, then the event: whoever hears of it finds the
+        // state that says so.
+        let event = match change {
+            Change::Silent { since } => {
+                let quiet = now.saturating_duration_since(since);
+                warn!(
+                    input,
+                    ?rms_dbfs,
+                    quiet_s = quiet.as_secs_f64(),
+                    "audio silent"
+                );
+                status.send_modify(|s| {
+                    if let Some(a) = &mut s.audio {
+                        a.silent = true;
+                        a.since = unix_now() - quiet.as_secs_f64();
+                    }
+                });
+                InputEvent::AudioSilence {
+                    input: input.to_string(),
+                    channels: self.select.clone(),
+                    rms_dbfs,
+                    threshold_dbfs: self.threshold_dbfs,
+                    silent_for_s: tenths(quiet),
+                }
+            }
+            Change::Restored { silent_for } => {
+                info!(
+                    input,
+                    ?rms_dbfs,
+                    silent_s = silent_for.as_secs_f64(),
+                    "audio back"
+                );
+                status.send_modify(|s| {
+                    if let Some(a) = &mut s.audio {
+                        a.silent = false;
+                        a.since = unix_now();
+                    }
+                });
+                InputEvent::AudioRestored {
+                    input: input.to_string(),
+                    channels: self.select.clone(),
+                    rms_dbfs,
+                    silent_s: tenths(silent_for),
+                }
+            }
+        };
+        let _ = events.send(event);
+    }
+
+    /// The pipeline stopped: no levels until the next one reports.
+    fn stopped(&mut self) {
+        self.meter.stopped();
+        self.levels.send_replace(None);
     }
 }
 
@@ -285,6 +460,7 @@ fn apply_live(
     true
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     spec: InputSpec,
     board: BoardProfile,
@@ -293,6 +469,7 @@ async fn run(
     events: mpsc::UnboundedSender<InputEvent>,
     mut stop: oneshot::Receiver<()>,
     mut cmd: mpsc::Receiver<InputCommand>,
+    mut audio: Option<AudioWatch>,
 ) {
     let mut spec = spec;
     let mut owed: Owed = None;
@@ -303,16 +480,41 @@ async fn run(
     };
     let mut attempt = 0u32;
     let mut epoch = 0u64;
+    let gate: Gate = Arc::new(Mutex::new(false));
+    let mut no_signal = false;
+    // The loss operators were told of: the same reason again (a source
+    // retried every second while it has no signal) is not news.
+    let mut announced: Option<String> = None;
+    let mut slate: Option<Slate> = None;
     loop {
         epoch += 1;
         attempt += 1;
         set_state(&status, InputState::Starting);
         let outcome = session(
-            &mut spec, &board, &stream, &status, &events, epoch, &mut stop, &mut cmd, &mut owed,
+            &mut spec,
+            &board,
+            &stream,
+            &status,
+            &events,
+            epoch,
+            Feeds {
+                gate: &gate,
+                slate: &mut slate,
+            },
+            &mut stop,
+            &mut cmd,
+            &mut owed,
+            &mut audio,
         )
         .await;
+        if matches!(status.borrow().state, InputState::Running) {
+            announced = None;
+        }
         let reason = match outcome {
             Outcome::Stopped => {
+                if let Some(s) = slate.take() {
+                    s.stop().await;
+                }
                 set_state(&status, InputState::Stopped);
                 return;
             }
@@ -320,6 +522,22 @@ async fn run(
                 info!(input = %spec.name, "capture pipeline rebuilt with new settings");
                 attempt = 0;
                 continue;
+            }
+            Outcome::Renegotiate { timings } => {
+                info!(input = %spec.name, %timings, "source timings changed; capture rebuilt");
+                let _ = events.send(InputEvent::InputTimingChanged {
+                    input: spec.name.clone(),
+                    timings,
+                });
+                attempt = 0;
+                continue;
+            }
+            Outcome::NoSignal { reason } => {
+                // A signal comes back without warning: look again soon,
+                // whatever the backoff says.
+                attempt = 1;
+                no_signal = true;
+                format!("no signal: {reason}")
             }
             Outcome::Failed { reason, ran } => {
                 if ran {
@@ -335,7 +553,11 @@ async fn run(
                 reason
             }
         };
-        let delay = backoff.delay_random(attempt);
+        let delay = if std::mem::take(&mut no_signal) {
+            Duration::from_secs(1)
+        } else {
+            backoff.delay_random(attempt)
+        };
         let reason = format!("{}: {reason}", source_label(&spec));
         warn!(input = %spec.name, %reason, retry_in = ?delay, "input failed");
         // The state first, then the event: whoever hears of the loss must
@@ -351,16 +573,34 @@ async fn run(
                 retry_at: unix_now() + delay.as_secs_f64(),
             },
         );
-        let _ = events.send(InputEvent::InputLost {
-            input: spec.name.clone(),
-            reason,
-        });
+        if announced.as_ref() != Some(&reason) {
+            announced = Some(reason.clone());
+            let _ = events.send(InputEvent::InputLost {
+                input: spec.name.clone(),
+                reason,
+            });
+        }
+        if slate.is_none() {
+            epoch += 1;
+            let caption = format!("NO SIGNAL - {} ({})", spec.name, source_label(&spec));
+            match start_slate(&spec, &board, &stream, epoch, &gate, &caption).await {
+                Ok(s) => {
+                    info!(input = %spec.name, "slate on: outputs stay connected");
+                    slate = Some(s);
+                    status.send_modify(|s| s.slate = true);
+                }
+                Err(e) => warn!(input = %spec.name, error = %e, "the slate could not start"),
+            }
+        }
         let wake = tokio::time::sleep(delay);
         tokio::pin!(wake);
         loop {
             tokio::select! {
                 _ = &mut wake => break,
                 _ = &mut stop => {
+                    if let Some(s) = slate.take() {
+                        s.stop().await;
+                    }
                     set_state(&status, InputState::Stopped);
                     return;
                 }
@@ -383,6 +623,120 @@ enum Outcome {
     },
     /// Rebuilt for new settings: not a failure.
     Reconfigured,
+    /// The source has no signal (HDMI/SDI receiver, or a device that says
+    /// so): retried often, since a signal comes back without warning.
+    NoSignal {
+        reason: String,
+    },
+    /// The source's timings changed: rebuilt for them at once.
+    Renegotiate {
+        timings: String,
+    },
+}
+
+/// A V4L2 source's signal, read before its pipeline starts: no signal fails
+/// at once (not after waiting for a first frame), and an HDMI/SDI receiver
+/// is set to the timings it detects (`VIDIOC_S_DV_TIMINGS`: GStreamer
+/// 1.22's v4l2src leaves that to the application). A device that cannot be
+/// opened is left to v4l2src, whose error names it.
+fn prepare_v4l2(device: &str) -> Result<Option<String>, String> {
+    let Ok(dev) = v4l2::Device::open(device) else {
+        return Ok(None);
+    };
+    match discover::read_signal(&dev).0 {
+        SignalState::Lost { reason } => Err(reason.describe().to_string()),
+        SignalState::Locked {
+            timings: Some(_), ..
+        } => match dev.lock_to_detected_timings() {
+            Ok(t) => Ok(Some(t.label())),
+            Err(e) => {
+                warn!(device, error = ?e, "could not set the detected DV timings");
+                Ok(None)
+            }
+        },
+        SignalState::Locked { .. } => Ok(None),
+    }
+}
+
+/// Frames of the slate go out while this is open; the capture closes it
+/// with its first frame, so frames of the two never interleave.
+type Gate = Arc<Mutex<bool>>;
+
+/// What a session shares with the slate.
+struct Feeds<'a> {
+    gate: &'a Gate,
+    slate: &'a mut Option<Slate>,
+}
+
+/// The slate's pipeline ([`describe::slate`]), running while the input is
+/// lost.
+struct Slate {
+    pipeline: gst::Pipeline,
+}
+
+impl Slate {
+    async fn stop(self) {
+        if let Err(e) = change_state(&self.pipeline, gst::State::Null).await {
+            warn!(error = %e, "the slate did not stop cleanly");
+        }
+    }
+}
+
+async fn start_slate(
+    spec: &InputSpec,
+    board: &BoardProfile,
+    stream: &Arc<Stream>,
+    epoch: u64,
+    gate: &Gate,
+    caption: &str,
+) -> Result<Slate, String> {
+    let board = match board.check_video_encoder() {
+        Ok(()) => board.clone(),
+        Err(_) => board.with_software_encoder(),
+    };
+    let caption = gst::ElementFactory::find("textoverlay")
+        .is_some()
+        .then_some(caption);
+    let d = describe::slate(spec, &board, caption);
+    let pipeline = tokio::task::spawn_blocking(move || gst::parse::launch(&d))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("building the slate: {e}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "the slate is not a pipeline".to_string())?;
+    let clock = gst::SystemClock::obtain();
+    pipeline.use_clock(Some(&clock));
+    pipeline.set_start_time(gst::ClockTime::NONE);
+    let base_time = clock.time();
+    pipeline.set_base_time(base_time);
+    *gate.lock().expect("gate lock") = true;
+    let mut sinks = vec![("video", Track::Video)];
+    if spec.has_audio() {
+        sinks.push(("audio", Track::Audio));
+    }
+    for (name, track) in sinks {
+        connect_sink(
+            &pipeline,
+            name,
+            track,
+            stream,
+            epoch,
+            base_time,
+            Source::Slate(gate.clone()),
+        )?;
+    }
+    install_keyframe_requester(&pipeline, stream);
+    if let Err(e) = change_state(&pipeline, gst::State::Playing).await {
+        let _ = change_state(&pipeline, gst::State::Null).await;
+        return Err(e);
+    }
+    Ok(Slate { pipeline })
+}
+
+/// Whose frames an appsink carries.
+enum Source {
+    Capture(Gate),
+    Slate(Gate),
 }
 
 fn connect_sink(
@@ -392,6 +746,7 @@ fn connect_sink(
     stream: &Arc<Stream>,
     epoch: u64,
     base_time: gst::ClockTime,
+    source: Source,
 ) -> Result<(), String> {
     let sink = pipeline
         .by_name(name)
@@ -425,7 +780,19 @@ fn connect_sink(
                     b.set_pts(pts);
                     b.set_dts(dts);
                 }
-                stream.publish(EncodedFrame::new(track, buffer, caps, epoch, base_time));
+                let frame = EncodedFrame::new(track, buffer, caps, epoch, base_time);
+                match &source {
+                    Source::Capture(gate) => {
+                        let mut slate_open = gate.lock().expect("gate lock");
+                        *slate_open = false;
+                        stream.publish(frame);
+                    }
+                    Source::Slate(gate) => {
+                        if *gate.lock().expect("gate lock") {
+                            stream.publish(frame);
+                        }
+                    }
+                }
                 Ok(gst::FlowSuccess::Ok)
             })
             .build(),
@@ -462,9 +829,11 @@ async fn session(
     status: &watch::Sender<InputStatus>,
     events: &mpsc::UnboundedSender<InputEvent>,
     epoch: u64,
+    feeds: Feeds<'_>,
     stop: &mut oneshot::Receiver<()>,
     cmd: &mut mpsc::Receiver<InputCommand>,
     owed: &mut Owed,
+    audio: &mut Option<AudioWatch>,
 ) -> Outcome {
     let failed = |reason: String| Outcome::Failed { reason, ran: false };
     // The board's encoder is checked, not assumed: a missing element (a
@@ -523,6 +892,26 @@ async fn session(
             ));
         }
     }
+    // HDMI/SDI receivers and cameras that report their signal: checked
+    // first, then watched while the pipeline runs.
+    let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
+    let mut _watch: Option<SignalWatch> = None;
+    if let VideoSource::V4l2 { device } = &spec.video {
+        let d = device.clone();
+        match tokio::task::spawn_blocking(move || prepare_v4l2(&d)).await {
+            Ok(Err(reason)) => return Outcome::NoSignal { reason },
+            Ok(Ok(Some(timings))) => info!(input = %spec.name, %timings, "DV timings set"),
+            _ => {}
+        }
+        let tx = sig_tx.clone();
+        match SignalWatch::start(device, Duration::from_secs(1), move |e| {
+            let _ = tx.send(e);
+        }) {
+            Ok(w) => _watch = Some(w),
+            Err(e) => warn!(input = %spec.name, error = %e, "signal watch not started"),
+        }
+    }
+    drop(sig_tx);
     let description = describe::pipeline(spec, board);
     // Building loads plugins and may probe devices (DeckLink): off the
     // runtime's workers.
@@ -555,7 +944,8 @@ async fn session(
         sinks.push(("audio", Track::Audio));
     }
     for (name, track) in sinks {
-        if let Err(e) = connect_sink(&pipeline, name, track, stream, epoch, base_time) {
+        let source = Source::Capture(feeds.gate.clone());
+        if let Err(e) = connect_sink(&pipeline, name, track, stream, epoch, base_time, source) {
             return failed(e);
         }
     }
@@ -567,6 +957,9 @@ async fn session(
             break 'run failed(pending_error(&mut bus).unwrap_or(e));
         }
         info!(input = %spec.name, pipeline = %description, "capture pipeline playing");
+        if let Some(a) = audio.as_mut() {
+            a.meter.resume(std::time::Instant::now());
+        }
         let started = tokio::time::Instant::now();
         let mut frames = stream.stats().video_frames;
         let mut last_frame_at: Option<tokio::time::Instant> = None;
@@ -591,16 +984,35 @@ async fn session(
                         break 'run Outcome::Reconfigured;
                     }
                 }
+                Some(e) = sig_rx.recv() => match e {
+                    SignalEvent::Lost { reason } => {
+                        break 'run Outcome::NoSignal { reason: reason.describe().to_string() };
+                    }
+                    // A new format (a source switch shows as lost and then
+                    // restored with new timings): rebuilt for it.
+                    SignalEvent::Changed { timings } | SignalEvent::Restored { timings } => {
+                        let timings = timings.map(|t| t.label()).unwrap_or_else(|| "unknown".into());
+                        break 'run Outcome::Renegotiate { timings };
+                    }
+                },
                 msg = bus.next() => {
                     let ran = last_frame_at.is_some();
                     let Some(msg) = msg else { break 'run Outcome::Failed { reason: "bus closed".into(), ran } };
                     match msg.view() {
                         gst::MessageView::Error(e) => break 'run Outcome::Failed { reason: error_reason(e), ran },
                         gst::MessageView::Eos(_) => break 'run Outcome::Failed { reason: "source ended".into(), ran },
+                        gst::MessageView::Element(m) => {
+                            if let Some(a) = audio.as_mut() {
+                                a.message(m, &spec.name, status, events);
+                            }
+                        }
                         _ => {}
                     }
                 }
                 _ = tick.tick() => {
+                    if let Some(a) = audio.as_mut() {
+                        a.poll(&spec.name, status, events);
+                    }
                     let now = tokio::time::Instant::now();
                     // Video only: audio from another device may go on while the
                     // picture is gone.
@@ -608,6 +1020,11 @@ async fn session(
                     if n > frames {
                         frames = n;
                         if last_frame_at.is_none() {
+                            if let Some(s) = feeds.slate.take() {
+                                info!(input = %spec.name, "slate off: the source is back");
+                                s.stop().await;
+                                status.send_modify(|s| s.slate = false);
+                            }
                             if let Some((reply, changed)) = owed.take() {
                                 let _ = reply.send(Applied { how: HowApplied::Restarted, changed, error: None });
                             }
@@ -632,6 +1049,9 @@ async fn session(
         }
     };
     stream.set_keyframe_requester(None);
+    if let Some(a) = audio.as_mut() {
+        a.stopped();
+    }
     if let Err(e) = change_state(&pipeline, gst::State::Null).await {
         warn!(input = %spec.name, error = %e, "capture pipeline did not stop cleanly");
     }

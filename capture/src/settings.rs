@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::audio::{AudioSource, AudioSpec};
 use crate::board::BoardProfile;
 use crate::error::Error;
 
@@ -19,8 +20,10 @@ pub struct InputSpec {
     pub template: bool,
     #[serde(default)]
     pub video: VideoSource,
+    /// `[inputs.audio]`: source, channel selection, silence detection
+    /// ([`crate::audio`]).
     #[serde(default)]
-    pub audio: AudioSource,
+    pub audio: AudioSpec,
     #[serde(default)]
     pub encode: EncodeSettings,
     /// The video bitrate follows the leading SRT output's link.
@@ -92,34 +95,6 @@ impl Default for VideoSource {
         VideoSource::TestPattern {
             pattern: default_pattern(),
             clock_overlay: true,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
-#[serde(tag = "source", rename_all = "kebab-case", deny_unknown_fields)]
-pub enum AudioSource {
-    /// A 1 kHz tone at -20 dBFS, the line-up tone of broadcast.
-    TestTone {
-        #[serde(default = "default_freq")]
-        frequency_hz: f64,
-    },
-    Alsa {
-        device: String,
-    },
-    /// Embedded audio of a DeckLink input (same device as the video).
-    Decklink,
-    None,
-}
-
-fn default_freq() -> f64 {
-    1000.0
-}
-
-impl Default for AudioSource {
-    fn default() -> Self {
-        AudioSource::TestTone {
-            frequency_hz: default_freq(),
         }
     }
 }
@@ -291,7 +266,7 @@ pub fn check_name(field: &str, name: &str) -> Result<(), Error> {
 
 impl InputSpec {
     pub fn has_audio(&self) -> bool {
-        !matches!(self.audio, AudioSource::None)
+        !self.audio.is_none()
     }
 
     /// The wildcard stream `stream` (`name+suffix`) of this input: the same
@@ -324,7 +299,7 @@ impl InputSpec {
             VideoSource::TestPattern { pattern, .. } => *pattern = fill(pattern),
             VideoSource::Decklink { .. } => {}
         }
-        if let AudioSource::Alsa { device } = &mut out.audio {
+        if let AudioSource::Alsa { device, .. } = &mut out.audio.source {
             *device = fill(device);
         }
         Ok(out)
@@ -455,22 +430,7 @@ impl InputSpec {
             }
             _ => {}
         }
-        if matches!(self.audio, AudioSource::Decklink)
-            && !matches!(self.video, VideoSource::Decklink { .. })
-        {
-            return Err(invalid(
-                "audio.source",
-                "'decklink' audio needs a decklink video source".into(),
-            ));
-        }
-        if let AudioSource::Alsa { device } = &self.audio
-            && (device.is_empty() || device.contains(char::is_whitespace))
-        {
-            return Err(invalid(
-                "audio.device",
-                format!("'{device}' is not an ALSA device name"),
-            ));
-        }
+        self.audio.validate(at, &self.video)?;
         Ok(())
     }
 }
@@ -497,9 +457,11 @@ mod tests {
             }
         );
         assert_eq!(
-            i.audio,
+            i.audio.source,
             AudioSource::Alsa {
-                device: "hw:2".into()
+                device: "hw:2".into(),
+                channels: 2,
+                rate: None,
             }
         );
         assert!(spec.instance("cam").is_err());
