@@ -14,6 +14,9 @@ PACKAGES=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   # clockoverlay (pango) for the test pattern's running clock
   gstreamer1.0-x
+  # ALSA capture (alsasrc): sound cards and HDMI/SDI receivers' embedded
+  # audio; alsa-utils to list devices (arecord -l / -L)
+  gstreamer1.0-alsa alsa-utils
   # ICE for webrtcbin (WHIP outputs)
   gstreamer1.0-nice
   # control plane broker and clients

@@ -269,8 +269,8 @@ const ALSA_RATES: &str = "(int){48000,44100,96000,32000,88200,16000,8000}";
 
 /// How far audio timestamps may wander from what the sample count says
 /// before `audiorate` drops samples or inserts silence: under a video frame
-/// at 30 and 50 fps, above the scheduling jitter of a timestamp taken from
-/// the clock.
+/// at 30 fps (one at 50), well above the scheduling jitter of a timestamp
+/// taken from the clock as the buffer is read.
 pub const AUDIO_ALIGN_TOLERANCE_NS: u64 = 20_000_000;
 
 /// The audio source element(s), up to the first queue.
@@ -291,7 +291,7 @@ fn audio_source(input: &InputSpec) -> Option<String> {
         // that drifts from it by tens of ppm, so a timeline that counts
         // samples (alsasrc's default `skew`, which only resyncs once the
         // drift exceeds its whole 200 ms buffer) walks away from the video
-        // by a frame every few minutes. Here alsasrc provides no clock
+        // by a frame every ten minutes or so. Here alsasrc provides no clock
         // (the pipeline never runs on the card's), ignores the driver's
         // timestamps (whether a driver fills them in, and on which clock,
         // varies between HDMI bridges and I2S codecs) and stamps each
