@@ -10,7 +10,6 @@ mod support;
 mod alsa_card;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use alsa_card::VirtualCard;
@@ -19,33 +18,14 @@ use support::*;
 
 const DEV: &str = "audio-test";
 
-/// [`Daemon::start_in`] with the virtual card's ALSA configuration in the
-/// daemon's environment (alsa-lib reads ALSA_CONFIG_PATH at open).
+/// The daemon with the virtual card's ALSA configuration in its
+/// environment (alsa-lib reads ALSA_CONFIG_PATH at open).
 fn daemon_with_card(dir: &Path, config_text: &str, card: &VirtualCard) -> Daemon {
-    std::fs::create_dir_all(dir).unwrap();
-    let config = dir.join("fieldcast.toml");
-    std::fs::write(&config, config_text).unwrap();
-    let log = dir.join("fieldcastd-audio.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_fieldcastd"))
-        .arg("--config")
-        .arg(&config)
-        .env("RUST_LOG", "info")
-        .env("ALSA_CONFIG_PATH", card.config_path())
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    Daemon {
-        proc: Proc {
-            child,
-            name: "fieldcastd".into(),
-        },
-        dir: dir.to_path_buf(),
-        config,
-        log,
-    }
+    Daemon::start_in_env(
+        dir,
+        config_text,
+        &[("ALSA_CONFIG_PATH", card.config_path().as_str())],
+    )
 }
 
 fn event_of(rig: &Rig, name: &str, input: &str) -> Option<Value> {

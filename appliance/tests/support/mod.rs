@@ -370,6 +370,12 @@ impl Daemon {
     /// Starts `fieldcastd` on `config_text` in `dir` (kept between restarts
     /// of the same device).
     pub fn start_in(dir: &Path, config_text: &str) -> Daemon {
+        Daemon::start_in_env(dir, config_text, &[])
+    }
+
+    /// [`Daemon::start_in`] with `env` added to the daemon's environment
+    /// (e.g. `ALSA_CONFIG_PATH` for a test sound card).
+    pub fn start_in_env(dir: &Path, config_text: &str, env: &[(&str, &str)]) -> Daemon {
         std::fs::create_dir_all(dir).unwrap();
         let config = dir.join("fieldcast.toml");
         std::fs::write(&config, config_text).unwrap();
@@ -385,6 +391,7 @@ impl Daemon {
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()

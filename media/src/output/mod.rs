@@ -780,15 +780,37 @@ struct Timeline {
     epoch: u64,
     base_time: gst::ClockTime,
     shift: gst::ClockTime,
+    /// Where the last frame placed of each track (video, audio) ends.
+    last_end: [Option<gst::ClockTime>; 2],
+    /// The tracks whose first frame since an epoch change is still to come.
+    check: [bool; 2],
 }
 
 impl Timeline {
+    fn new(epoch: u64, base_time: gst::ClockTime) -> Timeline {
+        Timeline {
+            epoch,
+            base_time,
+            shift: gst::ClockTime::ZERO,
+            last_end: [None; 2],
+            check: [false; 2],
+        }
+    }
+
     /// Puts a frame on this timeline, or `None` for a late frame of an
     /// older capture pipeline. A rebuilt capture (new settings, or after a
     /// failure) has a new base time; both run on the system clock, so its
     /// running times are this pipeline's plus the difference of the base
     /// times: the connection stays, and the new encoder's first keyframe
     /// (with its parameter sets, and new caps for a new size) follows on.
+    ///
+    /// Two pipelines may overlap in time (the slate runs until the
+    /// capture's first keyframe, which was captured a little earlier): when
+    /// the first frame of a track after the change would start before the
+    /// last one of that track ended, the whole timeline moves on to just
+    /// after it, so decode times never go back or collide (muxers and
+    /// receivers refuse that) and audio and video keep one offset. Only at
+    /// a change: a live source's timestamp jitter never moves it.
     fn place(&mut self, frame: EncodedFrame, feeder: &mut Feeder) -> Option<EncodedFrame> {
         if frame.epoch != self.epoch {
             if frame.base_time < self.base_time + self.shift {
@@ -796,10 +818,29 @@ impl Timeline {
             }
             self.epoch = frame.epoch;
             self.shift = frame.base_time - self.base_time;
+            self.check = [true; 2];
             feeder.resync = true;
             debug!("input restarted; going on at its first keyframe");
         }
-        Some(frame.shifted(self.shift))
+        let track = match frame.track {
+            crate::Track::Video => 0,
+            crate::Track::Audio => 1,
+        };
+        if std::mem::take(&mut self.check[track])
+            && let (Some(dts), Some(end)) = (frame.dts(), self.last_end[track])
+            && dts + self.shift < end
+        {
+            self.shift += end - (dts + self.shift);
+        }
+        let frame = frame.shifted(self.shift);
+        if let Some(dts) = frame.dts() {
+            let duration = frame
+                .buffer
+                .duration()
+                .unwrap_or(gst::ClockTime::from_mseconds(1));
+            self.last_end[track] = Some(dts + duration);
+        }
+        Some(frame)
     }
 }
 
@@ -843,11 +884,7 @@ async fn start(
             was_live: false,
         });
     }
-    let timeline = Timeline {
-        epoch: first.epoch,
-        base_time: first.base_time,
-        shift: gst::ClockTime::ZERO,
-    };
+    let mut timeline = Timeline::new(first.epoch, first.base_time);
     let backlog = std::mem::take(&mut sub.backlog);
     let pending = if backlog.is_empty() {
         vec![first]
@@ -855,9 +892,13 @@ async fn start(
         backlog
     };
     for f in pending {
-        if f.epoch == timeline.epoch
-            && let Err(reason) = feeder.push(f)
-        {
+        if f.epoch != timeline.epoch {
+            continue;
+        }
+        let Some(f) = timeline.place(f, feeder) else {
+            continue;
+        };
+        if let Err(reason) = feeder.push(f) {
             return Err(SessionEnd::not_started(
                 pending_error(bus).unwrap_or(reason),
             ));
