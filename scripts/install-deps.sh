@@ -17,6 +17,8 @@ PACKAGES=(
   # ALSA capture (alsasrc): sound cards and HDMI/SDI receivers' embedded
   # audio; alsa-utils to list devices (arecord -l / -L)
   gstreamer1.0-alsa alsa-utils
+  # CSI cameras through libcamera (libcamerasrc)
+  gstreamer1.0-libcamera
   # ICE for webrtcbin (WHIP outputs)
   gstreamer1.0-nice
   # control plane broker and clients

@@ -59,7 +59,11 @@ impl InputAbr {
     /// id (`candidates` come in id order).
     fn choose<'a>(&self, candidates: &'a [Candidate<'a>]) -> Result<&'a Candidate<'a>, String> {
         match &self.config.lead {
-            Some(lead) => match candidates.iter().find(|c| c.id == lead) {
+            // A wildcard stream's push instance is `id@stream`.
+            Some(lead) => match candidates
+                .iter()
+                .find(|c| c.id == lead || c.id.split_once('@').is_some_and(|(id, _)| id == lead))
+            {
                 Some(c) if c.live && c.link.is_some() => Ok(c),
                 Some(_) => Err(format!("the lead push '{lead}' is not live")),
                 None => Err(format!("the lead push '{lead}' is not a running SRT push")),
@@ -244,6 +248,18 @@ mod tests {
         ];
         a.sample(Instant::now(), &c);
         assert_eq!(a.lead(), Some("b"));
+    }
+
+    #[test]
+    fn a_lead_names_its_instances_on_wildcard_streams() {
+        let mut a = abr(Some("uplink"));
+        let c = [Candidate {
+            id: "uplink@cam+1",
+            live: true,
+            link: Some(link(200, 0)),
+        }];
+        a.sample(Instant::now(), &c);
+        assert_eq!(a.lead(), Some("uplink@cam+1"));
     }
 
     #[test]

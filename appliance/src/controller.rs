@@ -483,11 +483,6 @@ impl Controller {
             self.save(next).await?;
         }
         let applied = self.apply_encode(input, encode.clone()).await;
-        // The operator's bitrate is the new start (and, without max_kbps,
-        // the new ceiling) of adaptive bitrate.
-        if let Some(a) = self.adaptive.get_mut(input) {
-            *a = InputAbr::new(a.config().clone(), &encode);
-        }
         if applied["how"] == "failed" {
             // The device cannot run it (a size or rate the source or the
             // encoder refuses): back to what ran before, saved and applied.
@@ -502,6 +497,11 @@ impl Controller {
                 ),
             ));
         }
+        // The operator's bitrate is the new start (and, without max_kbps,
+        // the new ceiling) of adaptive bitrate.
+        if let Some(a) = self.adaptive.get_mut(input) {
+            *a = InputAbr::new(a.config().clone(), &encode);
+        }
         Ok(json!({"input": input, "applied": applied, "encode": encode}))
     }
 
@@ -513,6 +513,15 @@ impl Controller {
         let names: Vec<String> = self.adaptive.keys().cloned().collect();
         for input in names {
             if self.adaptive.get(&input).is_none_or(InputAbr::is_off) {
+                continue;
+            }
+            // On the slate, or restarting: the encoder on air is not the
+            // one a change would reach.
+            let on_air = self.inputs.get(&input).is_some_and(|h| {
+                let s = h.status();
+                matches!(s.state, InputState::Running) && !s.slate
+            });
+            if !on_air {
                 continue;
             }
             let figures: Vec<(String, bool, Option<fieldcast_media::abr::LinkSample>)> = self

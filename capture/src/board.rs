@@ -310,12 +310,13 @@ impl InputKind {
     }
 
     /// The `[inputs.video] source` that runs this input today, if any:
-    /// libcamera and Argus inputs are described but the daemon has no
-    /// source for them yet.
+    /// Argus inputs are described but the daemon has no source for them
+    /// yet.
     pub fn config_source(self) -> Option<&'static str> {
         match self.source_element() {
             "v4l2src" => Some("v4l2"),
             "decklinkvideosrc" => Some("decklink"),
+            "libcamerasrc" => Some("libcamera"),
             _ => None,
         }
     }

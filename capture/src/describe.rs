@@ -200,6 +200,10 @@ fn video_source(input: &InputSpec, board: &BoardProfile) -> String {
             }
             s
         }
+        VideoSource::Libcamera { camera } => match camera {
+            Some(c) => format!("libcamerasrc camera-name={}", quote(c)),
+            None => "libcamerasrc".into(),
+        },
         VideoSource::Decklink {
             device_number,
             mode,

@@ -4,6 +4,7 @@
 //! in an error state with the device and the reason; they never take the
 //! daemon down.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -190,6 +191,8 @@ fn source_label(spec: &InputSpec) -> String {
     match &spec.video {
         VideoSource::TestPattern { pattern, .. } => format!("test-pattern ({pattern})"),
         VideoSource::V4l2 { device } => format!("v4l2 {device}"),
+        VideoSource::Libcamera { camera: Some(c) } => format!("libcamera {c}"),
+        VideoSource::Libcamera { camera: None } => "libcamera (first camera)".into(),
         VideoSource::Decklink {
             device_number,
             connection,
@@ -482,6 +485,7 @@ async fn run(
     let mut epoch = 0u64;
     let gate: Gate = Arc::new(Mutex::new(false));
     let mut no_signal = false;
+    let mut quiet = false;
     // The loss operators were told of: the same reason again (a source
     // retried every second while it has no signal) is not news.
     let mut announced: Option<String> = None;
@@ -489,7 +493,9 @@ async fn run(
     loop {
         epoch += 1;
         attempt += 1;
-        set_state(&status, InputState::Starting);
+        if !quiet {
+            set_state(&status, InputState::Starting);
+        }
         let outcome = session(
             &mut spec,
             &board,
@@ -515,6 +521,7 @@ async fn run(
                 if let Some(s) = slate.take() {
                     s.stop().await;
                 }
+                status.send_modify(|s| s.slate = false);
                 set_state(&status, InputState::Stopped);
                 return;
             }
@@ -537,6 +544,13 @@ async fn run(
                 // whatever the backoff says.
                 attempt = 1;
                 no_signal = true;
+                if let Some((reply, changed)) = owed.take() {
+                    let _ = reply.send(Applied {
+                        how: HowApplied::NextStart,
+                        changed,
+                        error: None,
+                    });
+                }
                 format!("no signal: {reason}")
             }
             Outcome::Failed { reason, ran } => {
@@ -553,32 +567,50 @@ async fn run(
                 reason
             }
         };
-        let delay = if std::mem::take(&mut no_signal) {
+        let signal_lost = std::mem::take(&mut no_signal);
+        let delay = if signal_lost {
             Duration::from_secs(1)
         } else {
             backoff.delay_random(attempt)
         };
         let reason = format!("{}: {reason}", source_label(&spec));
-        warn!(input = %spec.name, %reason, retry_in = ?delay, "input failed");
-        // The state first, then the event: whoever hears of the loss must
-        // find the state that says so.
-        status.send_modify(|s| {
-            s.restarts += 1;
-            s.last_error = Some(reason.clone());
-        });
-        set_state(
-            &status,
-            InputState::Error {
-                reason: reason.clone(),
-                retry_at: unix_now() + delay.as_secs_f64(),
-            },
-        );
+        // Still no signal, as last time: a quiet retry (no new state, no
+        // restart counted) rather than a state change every second.
+        quiet = signal_lost && announced.as_ref() == Some(&reason);
+        if !quiet {
+            warn!(input = %spec.name, %reason, retry_in = ?delay, "input failed");
+            // The state first, then the event: whoever hears of the loss
+            // must find the state that says so.
+            status.send_modify(|s| {
+                s.restarts += 1;
+                s.last_error = Some(reason.clone());
+            });
+            set_state(
+                &status,
+                InputState::Error {
+                    reason: reason.clone(),
+                    retry_at: unix_now() + delay.as_secs_f64(),
+                },
+            );
+        }
         if announced.as_ref() != Some(&reason) {
             announced = Some(reason.clone());
             let _ = events.send(InputEvent::InputLost {
                 input: spec.name.clone(),
                 reason,
             });
+        }
+        // A slate whose gate the capture closed (it took over, then failed
+        // before it was seen running) sends nothing: a new one starts.
+        if slate.is_some()
+            && !*open(&gate)
+            && let Some(s) = slate.take()
+        {
+            s.stop().await;
+        }
+        if let Some(s) = &slate {
+            // The capture's requester went with its session.
+            install_keyframe_requester(&s.pipeline, &stream);
         }
         if slate.is_none() {
             epoch += 1;
@@ -601,6 +633,7 @@ async fn run(
                     if let Some(s) = slate.take() {
                         s.stop().await;
                     }
+                    status.send_modify(|s| s.slate = false);
                     set_state(&status, InputState::Stopped);
                     return;
                 }
@@ -704,12 +737,20 @@ async fn start_slate(
         .map_err(|e| format!("building the slate: {e}"))?
         .downcast::<gst::Pipeline>()
         .map_err(|_| "the slate is not a pipeline".to_string())?;
+    // Nobody reads the slate's bus: its level meter stays quiet and the bus
+    // drops what is posted, so nothing piles up over a long loss.
+    if let Some(level) = pipeline.by_name("alevel") {
+        level.set_property("post-messages", false);
+    }
+    if let Some(bus) = pipeline.bus() {
+        bus.set_flushing(true);
+    }
     let clock = gst::SystemClock::obtain();
     pipeline.use_clock(Some(&clock));
     pipeline.set_start_time(gst::ClockTime::NONE);
     let base_time = clock.time();
     pipeline.set_base_time(base_time);
-    *gate.lock().expect("gate lock") = true;
+    *open(gate) = true;
     let mut sinks = vec![("video", Track::Video)];
     if spec.has_audio() {
         sinks.push(("audio", Track::Audio));
@@ -735,8 +776,14 @@ async fn start_slate(
 
 /// Whose frames an appsink carries.
 enum Source {
-    Capture(Gate),
+    /// The capture, counting the video frames it publishes.
+    Capture(Gate, Arc<AtomicU64>),
     Slate(Gate),
+}
+
+/// The gate's lock; a panic elsewhere leaves the flag readable.
+fn open(gate: &Gate) -> std::sync::MutexGuard<'_, bool> {
+    gate.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn connect_sink(
@@ -782,13 +829,25 @@ fn connect_sink(
                 }
                 let frame = EncodedFrame::new(track, buffer, caps, epoch, base_time);
                 match &source {
-                    Source::Capture(gate) => {
-                        let mut slate_open = gate.lock().expect("gate lock");
-                        *slate_open = false;
+                    Source::Capture(gate, published) => {
+                        // While the slate is on, the capture takes over at
+                        // its first video keyframe; what comes before (its
+                        // first audio, say) is dropped, so the stream never
+                        // has the capture's audio beside the slate's picture.
+                        let mut slate_open = open(gate);
+                        if *slate_open {
+                            if !(track == Track::Video && frame.keyframe) {
+                                return Ok(gst::FlowSuccess::Ok);
+                            }
+                            *slate_open = false;
+                        }
+                        if track == Track::Video {
+                            published.fetch_add(1, Ordering::Relaxed);
+                        }
                         stream.publish(frame);
                     }
                     Source::Slate(gate) => {
-                        if *gate.lock().expect("gate lock") {
+                        if *open(gate) {
                             stream.publish(frame);
                         }
                     }
@@ -896,19 +955,42 @@ async fn session(
     // first, then watched while the pipeline runs.
     let (sig_tx, mut sig_rx) = mpsc::unbounded_channel();
     let mut _watch: Option<SignalWatch> = None;
+    // The timings the receiver was set to: a report of the same timings
+    // (a receiver re-reading its input) is not a change.
+    let mut locked_timings: Option<String> = None;
     if let VideoSource::V4l2 { device } = &spec.video {
         let d = device.clone();
-        match tokio::task::spawn_blocking(move || prepare_v4l2(&d)).await {
-            Ok(Err(reason)) => return Outcome::NoSignal { reason },
-            Ok(Ok(Some(timings))) => info!(input = %spec.name, %timings, "DV timings set"),
-            _ => {}
-        }
         let tx = sig_tx.clone();
-        match SignalWatch::start(device, Duration::from_secs(1), move |e| {
-            let _ = tx.send(e);
-        }) {
-            Ok(w) => _watch = Some(w),
-            Err(e) => warn!(input = %spec.name, error = %e, "signal watch not started"),
+        // Opening the device and its ioctls block: off the runtime.
+        let prepared = tokio::task::spawn_blocking(move || {
+            let prepared = prepare_v4l2(&d)?;
+            let watch = SignalWatch::start(&d, Duration::from_secs(1), move |e| {
+                let _ = tx.send(e);
+            });
+            Ok::<_, String>((prepared, watch))
+        })
+        .await;
+        match prepared {
+            Ok(Err(reason)) => return Outcome::NoSignal { reason },
+            Ok(Ok((timings, watch))) => {
+                if let Some(t) = &timings {
+                    info!(input = %spec.name, timings = %t, "DV timings set");
+                }
+                locked_timings = timings;
+                match watch {
+                    Ok(w) => {
+                        // Lost between the check and the watch's start.
+                        if let SignalState::Lost { reason } = w.state() {
+                            return Outcome::NoSignal {
+                                reason: reason.describe().to_string(),
+                            };
+                        }
+                        _watch = Some(w);
+                    }
+                    Err(e) => warn!(input = %spec.name, error = %e, "signal watch not started"),
+                }
+            }
+            Err(e) => warn!(input = %spec.name, error = %e, "preparing the V4L2 source"),
         }
     }
     drop(sig_tx);
@@ -939,12 +1021,13 @@ async fn session(
     pipeline.set_start_time(gst::ClockTime::NONE);
     let base_time = clock.time();
     pipeline.set_base_time(base_time);
+    let published = Arc::new(AtomicU64::new(0));
     let mut sinks = vec![("video", Track::Video)];
     if spec.has_audio() {
         sinks.push(("audio", Track::Audio));
     }
     for (name, track) in sinks {
-        let source = Source::Capture(feeds.gate.clone());
+        let source = Source::Capture(feeds.gate.clone(), published.clone());
         if let Err(e) = connect_sink(&pipeline, name, track, stream, epoch, base_time, source) {
             return failed(e);
         }
@@ -961,7 +1044,8 @@ async fn session(
             a.meter.resume(std::time::Instant::now());
         }
         let started = tokio::time::Instant::now();
-        let mut frames = stream.stats().video_frames;
+        // The capture's own frames (the slate's go to the same stream).
+        let mut frames = 0;
         let mut last_frame_at: Option<tokio::time::Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
@@ -991,8 +1075,14 @@ async fn session(
                     // A new format (a source switch shows as lost and then
                     // restored with new timings): rebuilt for it.
                     SignalEvent::Changed { timings } | SignalEvent::Restored { timings } => {
-                        let timings = timings.map(|t| t.label()).unwrap_or_else(|| "unknown".into());
-                        break 'run Outcome::Renegotiate { timings };
+                        // Only a new format (size, scan, rate) is worth a
+                        // rebuild; a flicker of the same one, or timings
+                        // the receiver could not read, are not.
+                        if let Some(label) = timings.map(|t| t.label())
+                            && locked_timings.as_ref() != Some(&label)
+                        {
+                            break 'run Outcome::Renegotiate { timings: label };
+                        }
                     }
                 },
                 msg = bus.next() => {
@@ -1016,7 +1106,7 @@ async fn session(
                     let now = tokio::time::Instant::now();
                     // Video only: audio from another device may go on while the
                     // picture is gone.
-                    let n = stream.stats().video_frames;
+                    let n = published.load(Ordering::Relaxed);
                     if n > frames {
                         frames = n;
                         if last_frame_at.is_none() {

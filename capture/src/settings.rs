@@ -66,6 +66,13 @@ pub enum VideoSource {
     },
     /// A V4L2 capture device (UVC camera, HDMI-to-CSI bridge, vivid).
     V4l2 { device: String },
+    /// A camera behind libcamera (`libcamerasrc`): the Raspberry Pi's CSI
+    /// camera modules and other sensors behind an ISP. `camera` is
+    /// libcamera's id of the camera; left out, the first one.
+    Libcamera {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        camera: Option<String>,
+    },
     /// A Blackmagic DeckLink SDI/HDMI input.
     Decklink {
         #[serde(default)]
@@ -297,6 +304,11 @@ impl InputSpec {
         match &mut out.video {
             VideoSource::V4l2 { device } => *device = fill(device),
             VideoSource::TestPattern { pattern, .. } => *pattern = fill(pattern),
+            VideoSource::Libcamera { camera } => {
+                if let Some(c) = camera {
+                    *c = fill(c);
+                }
+            }
             VideoSource::Decklink { .. } => {}
         }
         if let AudioSource::Alsa { device, .. } = &mut out.audio.source {
@@ -372,6 +384,16 @@ impl InputSpec {
             }
             if let Some(lead) = &abr.lead {
                 check_name(&format!("{at}.adaptive_bitrate.lead"), lead)?;
+            }
+            // The encoder starts at the operator's bitrate: inside the bounds.
+            if e.bitrate_kbps < abr.min_kbps || e.bitrate_kbps > max {
+                return Err(invalid(
+                    "encode.bitrate_kbps",
+                    format!(
+                        "{} is outside adaptive_bitrate's {}..={max}",
+                        e.bitrate_kbps, abr.min_kbps
+                    ),
+                ));
             }
         }
         if !(1..=1000).contains(&e.gop_frames) {
@@ -518,6 +540,11 @@ mod tests {
         let e = check("min_kbps = 300\nmax_kbps = 200000").unwrap_err();
         assert!(
             e.contains("adaptive_bitrate.max_kbps") && e.contains("200000"),
+            "{e}"
+        );
+        let e = check("min_kbps = 300\nmax_kbps = 1500").unwrap_err();
+        assert!(
+            e.contains("encode.bitrate_kbps") && e.contains("2000") && e.contains("300..=1500"),
             "{e}"
         );
         let e = check("min_kbps = 300\nlead = \"a b\"").unwrap_err();

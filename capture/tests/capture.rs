@@ -171,3 +171,64 @@ async fn keyframe_on_request() {
     println!("keyframe {waited} frames after the request");
     input.stop().await;
 }
+
+/// A CSI camera through libcamera (`source = "libcamera"`): this machine has
+/// libcamera but no camera, so the input is lost with libcamera's own
+/// reason, and the slate (black, the configured size, from the same
+/// encoder, keyframe first) reaches the stream in its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_libcamera_input_without_a_camera_is_lost_and_the_slate_goes_out() {
+    gst::init().unwrap();
+    if gst::ElementFactory::find("libcamerasrc").is_none() {
+        panic!("libcamerasrc is missing: scripts/install-deps.sh installs gstreamer1.0-libcamera");
+    }
+    let mut spec = small_input();
+    spec.video =
+        toml::from_str("source = \"libcamera\"\ncamera = \"/base/soc/i2c0mux/i2c@1/imx708@1a\"")
+            .unwrap();
+    let stream = Stream::new("main", &[Track::Video, Track::Audio]);
+    let mut sub = stream.subscribe(1024);
+    let (tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let input = fieldcast_capture::input::spawn(
+        spec,
+        BoardProfile::builtin("raspberrypi5").unwrap(),
+        stream,
+        tx,
+    );
+    let lost = loop {
+        let e = tokio::time::timeout(Duration::from_secs(15), events.recv())
+            .await
+            .expect("an input_lost event")
+            .unwrap();
+        let text = serde_json::to_string(&e).unwrap();
+        if text.contains("input_lost") {
+            break text;
+        }
+    };
+    assert!(
+        lost.contains("libcamera /base/soc/i2c0mux/i2c@1/imx708@1a")
+            && lost.contains("Could not find a camera named"),
+        "{lost}"
+    );
+    let frame = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let f = sub.rx.recv().await.unwrap();
+            if f.track == Track::Video {
+                return f;
+            }
+        }
+    })
+    .await
+    .expect("slate frames");
+    assert!(frame.keyframe);
+    let caps = frame.caps.structure(0).unwrap();
+    assert_eq!(caps.get::<i32>("width").unwrap(), 320);
+    assert_eq!(caps.get::<i32>("height").unwrap(), 180);
+    let status = input.status();
+    assert!(status.slate, "{status:?}");
+    assert!(
+        matches!(status.state, InputState::Error { .. }),
+        "{status:?}"
+    );
+    input.stop().await;
+}

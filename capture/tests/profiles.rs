@@ -344,9 +344,10 @@ fn vendor_inputs_name_their_source_elements() {
     assert_eq!(hdmi.kind.config_source(), Some("v4l2"));
     let pi = BoardProfile::builtin("raspberrypi4-64").unwrap();
     assert_eq!(pi.inputs[0].kind.source_element(), "libcamerasrc");
-    assert_eq!(pi.inputs[0].kind.config_source(), None);
+    assert_eq!(pi.inputs[0].kind.config_source(), Some("libcamera"));
     let jetson = BoardProfile::builtin("jetson-agx-orin-devkit").unwrap();
     assert_eq!(jetson.inputs[0].kind.source_element(), "nvarguscamerasrc");
+    assert_eq!(jetson.inputs[0].kind.config_source(), None);
     let generic = BoardProfile::builtin("generic-x86-64").unwrap();
     let decklink = generic
         .inputs
