@@ -12,6 +12,8 @@ pub struct Candidate<'a> {
     pub id: &'a str,
     pub live: bool,
     pub link: Option<LinkSample>,
+    /// With backups: the destination in use (its counters are its own).
+    pub destination: Option<usize>,
 }
 
 /// What to do after a sample.
@@ -24,6 +26,8 @@ pub struct InputAbr {
     config: AdaptiveBitrate,
     abr: Abr,
     lead: Option<String>,
+    /// The lead's destination when it was last sampled.
+    destination: Option<usize>,
     /// Why no link is followed now.
     waiting: Option<String>,
     last: Option<(f64, Decision)>,
@@ -40,6 +44,7 @@ impl InputAbr {
             config,
             abr,
             lead: None,
+            destination: None,
             waiting: None,
             last: None,
             decisions: 0,
@@ -91,8 +96,11 @@ impl InputAbr {
             }
         };
         self.waiting = None;
-        if self.lead.as_deref() != Some(lead.id) {
+        // Another push, or the same push on another destination: a new
+        // link, whose counters and RTT are its own.
+        if self.lead.as_deref() != Some(lead.id) || self.destination != lead.destination {
             self.lead = Some(lead.id.to_string());
+            self.destination = lead.destination;
             self.abr.reset_link();
         }
         let link = lead.link.expect("chosen leads have figures");
@@ -186,11 +194,13 @@ mod tests {
                     id: "a",
                     live: true,
                     link: Some(link(s * 200, s * 10)),
+                    destination: None,
                 },
                 Candidate {
                     id: "b",
                     live: true,
                     link: Some(link(s * 200, 0)),
+                    destination: None,
                 },
             ];
             assert!(matches!(a.sample(at(s), &c), Step::Nothing));
@@ -202,11 +212,13 @@ mod tests {
                 id: "a",
                 live: true,
                 link: Some(link(1200, 60)),
+                destination: None,
             },
             Candidate {
                 id: "b",
                 live: true,
                 link: Some(link(1200, 5)),
+                destination: None,
             },
         ];
         let Step::Change(d) = a.sample(at(6), &c) else {
@@ -234,20 +246,42 @@ mod tests {
                 id: "a",
                 live: false,
                 link: None,
+                destination: None,
             },
             Candidate {
                 id: "b",
                 live: true,
                 link: Some(link(200, 0)),
+                destination: None,
             },
             Candidate {
                 id: "c",
                 live: true,
                 link: Some(link(200, 0)),
+                destination: None,
             },
         ];
         a.sample(Instant::now(), &c);
         assert_eq!(a.lead(), Some("b"));
+    }
+
+    #[test]
+    fn a_lead_on_another_destination_is_a_new_link() {
+        let mut a = abr(None);
+        let t0 = Instant::now();
+        let on = |dest: usize, sent: u64, dropped: u64| Candidate {
+            id: "up",
+            live: true,
+            link: Some(link(sent, dropped)),
+            destination: Some(dest),
+        };
+        a.sample(t0, &[on(0, 100_000, 500)]);
+        a.sample(t0 + Duration::from_secs(1), &[on(0, 100_200, 500)]);
+        // The backup's counters are far higher: no deltas across sockets.
+        let step = a.sample(t0 + Duration::from_secs(2), &[on(1, 900_000, 9_000)]);
+        assert!(matches!(step, Step::Nothing));
+        let step = a.sample(t0 + Duration::from_secs(3), &[on(1, 900_200, 9_000)]);
+        assert!(matches!(step, Step::Nothing));
     }
 
     #[test]
@@ -257,6 +291,7 @@ mod tests {
             id: "uplink@cam+1",
             live: true,
             link: Some(link(200, 0)),
+            destination: None,
         }];
         a.sample(Instant::now(), &c);
         assert_eq!(a.lead(), Some("uplink@cam+1"));
@@ -269,6 +304,7 @@ mod tests {
             id: "other",
             live: true,
             link: Some(link(200, 0)),
+            destination: None,
         }];
         a.sample(Instant::now(), &c);
         let v = a.view();

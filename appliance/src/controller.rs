@@ -524,25 +524,41 @@ impl Controller {
             if !on_air {
                 continue;
             }
-            let figures: Vec<(String, bool, Option<fieldcast_media::abr::LinkSample>)> = self
+            type Figures = (
+                String,
+                bool,
+                Option<fieldcast_media::abr::LinkSample>,
+                Option<usize>,
+            );
+            let figures: Vec<Figures> = self
                 .pushes
                 .iter()
                 .filter(|(_, p)| p.def().stream == input)
                 .filter_map(|(id, p)| match &p.phase {
-                    Phase::Running { handle, shown, .. } if shown.starts_with("srt://") => {
+                    Phase::Running { handle, shown, .. } => {
                         let s = handle.status();
+                        // An SRT push, or one whose backup in use is SRT.
+                        if !shown.starts_with("srt://") && s.srt.is_none() {
+                            return None;
+                        }
                         let link = s.srt.as_ref().map(fieldcast_media::abr::LinkSample::from);
-                        Some((id.clone(), matches!(s.state, OutputState::Live), link))
+                        Some((
+                            id.clone(),
+                            matches!(s.state, OutputState::Live),
+                            link,
+                            s.destination,
+                        ))
                     }
                     _ => None,
                 })
                 .collect();
             let candidates: Vec<Candidate<'_>> = figures
                 .iter()
-                .map(|(id, live, link)| Candidate {
+                .map(|(id, live, link, destination)| Candidate {
                     id,
                     live: *live,
                     link: *link,
+                    destination: *destination,
                 })
                 .collect();
             let Some(a) = self.adaptive.get_mut(&input) else {
