@@ -191,7 +191,9 @@ fn video_source(input: &InputSpec, board: &BoardProfile) -> String {
             }
             s
         }
-        VideoSource::V4l2 { device } => {
+        // The input is selected before the pipeline starts (VIDIOC_S_INPUT:
+        // v4l2src has no property for it).
+        VideoSource::V4l2 { device, .. } => {
             let mut s = format!("v4l2src device={}", quote(device));
             // Exported capture buffers let an encoder that imports dmabuf
             // read the frame where the capture DMA wrote it.

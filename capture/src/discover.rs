@@ -742,6 +742,10 @@ pub fn config_hints(report: &Report) -> Vec<ConfigHint> {
             label,
             Some(VideoSource::V4l2 {
                 device: node.path.clone(),
+                // A multi-input device: the input it is on now.
+                input: (node.inputs.len() > 1)
+                    .then(|| node.inputs.iter().find(|i| i.current).map(|i| i.index))
+                    .flatten(),
             }),
             None,
         ));
@@ -760,6 +764,7 @@ pub fn config_hints(report: &Report) -> Vec<ConfigHint> {
                         format!("{} ({path})", d.name),
                         Some(VideoSource::V4l2 {
                             device: path.clone(),
+                            input: None,
                         }),
                         None,
                     ));

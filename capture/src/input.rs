@@ -190,7 +190,14 @@ impl InputHandle {
 fn source_label(spec: &InputSpec) -> String {
     match &spec.video {
         VideoSource::TestPattern { pattern, .. } => format!("test-pattern ({pattern})"),
-        VideoSource::V4l2 { device } => format!("v4l2 {device}"),
+        VideoSource::V4l2 {
+            device,
+            input: None,
+        } => format!("v4l2 {device}"),
+        VideoSource::V4l2 {
+            device,
+            input: Some(i),
+        } => format!("v4l2 {device} input {i}"),
         VideoSource::Libcamera { camera: Some(c) } => format!("libcamera {c}"),
         VideoSource::Libcamera { camera: None } => "libcamera (first camera)".into(),
         VideoSource::Decklink {
@@ -667,17 +674,38 @@ enum Outcome {
     },
 }
 
+/// Why a V4L2 source cannot start.
+enum Unprepared {
+    NoSignal(String),
+    /// Not a signal matter: a wrong input index, say.
+    Failed(String),
+}
+
 /// A V4L2 source's signal, read before its pipeline starts: no signal fails
 /// at once (not after waiting for a first frame), and an HDMI/SDI receiver
 /// is set to the timings it detects (`VIDIOC_S_DV_TIMINGS`: GStreamer
 /// 1.22's v4l2src leaves that to the application). A device that cannot be
 /// opened is left to v4l2src, whose error names it.
-fn prepare_v4l2(device: &str) -> Result<Option<String>, String> {
+fn prepare_v4l2(device: &str, input: Option<u32>) -> Result<Option<String>, Unprepared> {
     let Ok(dev) = v4l2::Device::open(device) else {
         return Ok(None);
     };
+    if let Some(i) = input {
+        let names: Vec<String> = dev
+            .inputs()
+            .unwrap_or_default()
+            .iter()
+            .map(|x| format!("{} {}", x.index, x.name))
+            .collect();
+        dev.set_input(i).map_err(|e| {
+            Unprepared::Failed(format!(
+                "selecting input {i}: {e} (inputs: {})",
+                names.join(", ")
+            ))
+        })?;
+    }
     match discover::read_signal(&dev).0 {
-        SignalState::Lost { reason } => Err(reason.describe().to_string()),
+        SignalState::Lost { reason } => Err(Unprepared::NoSignal(reason.describe().to_string())),
         SignalState::Locked {
             timings: Some(_), ..
         } => match dev.lock_to_detected_timings() {
@@ -958,20 +986,22 @@ async fn session(
     // The timings the receiver was set to: a report of the same timings
     // (a receiver re-reading its input) is not a change.
     let mut locked_timings: Option<String> = None;
-    if let VideoSource::V4l2 { device } = &spec.video {
+    if let VideoSource::V4l2 { device, input } = &spec.video {
         let d = device.clone();
+        let input = *input;
         let tx = sig_tx.clone();
         // Opening the device and its ioctls block: off the runtime.
         let prepared = tokio::task::spawn_blocking(move || {
-            let prepared = prepare_v4l2(&d)?;
+            let prepared = prepare_v4l2(&d, input)?;
             let watch = SignalWatch::start(&d, Duration::from_secs(1), move |e| {
                 let _ = tx.send(e);
             });
-            Ok::<_, String>((prepared, watch))
+            Ok::<_, Unprepared>((prepared, watch))
         })
         .await;
         match prepared {
-            Ok(Err(reason)) => return Outcome::NoSignal { reason },
+            Ok(Err(Unprepared::NoSignal(reason))) => return Outcome::NoSignal { reason },
+            Ok(Err(Unprepared::Failed(reason))) => return failed(reason),
             Ok(Ok((timings, watch))) => {
                 if let Some(t) = &timings {
                     info!(input = %spec.name, timings = %t, "DV timings set");

@@ -65,7 +65,14 @@ pub enum VideoSource {
         clock_overlay: bool,
     },
     /// A V4L2 capture device (UVC camera, HDMI-to-CSI bridge, vivid).
-    V4l2 { device: String },
+    /// `input` selects one of a multi-input device's inputs (its index, as
+    /// discovery lists them: vivid's HDMI is 3); left out, the device's
+    /// current input.
+    V4l2 {
+        device: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        input: Option<u32>,
+    },
     /// A camera behind libcamera (`libcamerasrc`): the Raspberry Pi's CSI
     /// camera modules and other sensors behind an ISP. `camera` is
     /// libcamera's id of the camera; left out, the first one.
@@ -302,7 +309,7 @@ impl InputSpec {
         out.name = stream.to_string();
         out.template = false;
         match &mut out.video {
-            VideoSource::V4l2 { device } => *device = fill(device),
+            VideoSource::V4l2 { device, .. } => *device = fill(device),
             VideoSource::TestPattern { pattern, .. } => *pattern = fill(pattern),
             VideoSource::Libcamera { camera } => {
                 if let Some(c) = camera {
@@ -421,7 +428,7 @@ impl InputSpec {
             ));
         }
         match &self.video {
-            VideoSource::V4l2 { device } if !device.starts_with("/dev/") => {
+            VideoSource::V4l2 { device, .. } if !device.starts_with("/dev/") => {
                 return Err(invalid(
                     "video.device",
                     format!("'{device}' is not a /dev path"),
@@ -475,7 +482,8 @@ mod tests {
         assert_eq!(
             i.video,
             VideoSource::V4l2 {
-                device: "/dev/video2".into()
+                device: "/dev/video2".into(),
+                input: None,
             }
         );
         assert_eq!(
