@@ -211,7 +211,9 @@ fn video_source(input: &InputSpec, board: &BoardProfile) -> String {
             mode,
             connection,
         } => format!(
-            "decklinkvideosrc device-number={device_number} mode={} connection={}",
+            // Frames the card marks as having no signal are dropped: the
+            // input task watches `signal` and sends the slate instead.
+            "decklinkvideosrc device-number={device_number} mode={} connection={} drop-no-signal-frames=true name=vsrc",
             quote(mode),
             quote(connection)
         ),

@@ -30,6 +30,8 @@ const FRAME_TIMEOUT: Duration = Duration::from_secs(5);
 /// A source may take this long to deliver its first frame (DeckLink and
 /// some UVC cameras are slow to lock).
 const FIRST_FRAME_TIMEOUT: Duration = Duration::from_secs(15);
+/// A DeckLink card without a signal this long is an input without one.
+const DECKLINK_NO_SIGNAL: Duration = Duration::from_secs(2);
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -1076,6 +1078,11 @@ async fn session(
         let started = tokio::time::Instant::now();
         // The capture's own frames (the slate's go to the same stream).
         let mut frames = 0;
+        let decklink = matches!(spec.video, VideoSource::Decklink { .. })
+            .then(|| pipeline.by_name("vsrc"))
+            .flatten()
+            .filter(|e| e.find_property("signal").is_some());
+        let mut no_signal_since: Option<tokio::time::Instant> = None;
         let mut last_frame_at: Option<tokio::time::Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
@@ -1134,6 +1141,17 @@ async fn session(
                         a.poll(&spec.name, status, events);
                     }
                     let now = tokio::time::Instant::now();
+                    // A DeckLink card says whether it sees a signal; its
+                    // no-signal frames are dropped, so this is the news.
+                    if let Some(src) = &decklink {
+                        if src.property::<bool>("signal") {
+                            no_signal_since = None;
+                        } else if now - *no_signal_since.get_or_insert(now) >= DECKLINK_NO_SIGNAL {
+                            break 'run Outcome::NoSignal {
+                                reason: "the DeckLink card sees no input signal".into(),
+                            };
+                        }
+                    }
                     // Video only: audio from another device may go on while the
                     // picture is gone.
                     let n = published.load(Ordering::Relaxed);

@@ -488,7 +488,9 @@ fn a_decklink_input_parses_and_fails_to_open_without_the_driver() {
         "[video]\nsource = \"decklink\"\ndevice_number = 0\nmode = \"1080p25\"\nconnection = \"sdi\"\n[audio]\nsource = \"none\"\n[encode]\nwidth = 1920\nheight = 1080\nframerate = 25",
     );
     let d = pipeline(&i, &generic);
-    assert!(d.starts_with("decklinkvideosrc device-number=0 mode=1080p25 connection=sdi ! queue"));
+    assert!(d.starts_with(
+        "decklinkvideosrc device-number=0 mode=1080p25 connection=sdi drop-no-signal-frames=true name=vsrc ! queue"
+    ));
     // The description is valid: every element and property value parses.
     let p = gst::parse::launch(&d).unwrap();
     let r = p.set_state(gst::State::Ready);
@@ -513,7 +515,7 @@ fn a_decklink_input_parses_and_fails_to_open_without_the_driver() {
     src.set_state(gst::State::Null).unwrap();
     // The rest of the pipeline, behind a source that opens anywhere.
     let rest = d.replacen(
-        "decklinkvideosrc device-number=0 mode=1080p25 connection=sdi",
+        "decklinkvideosrc device-number=0 mode=1080p25 connection=sdi drop-no-signal-frames=true name=vsrc",
         "videotestsrc is-live=true ! video/x-raw,width=1920,height=1080,framerate=25/1",
         1,
     );
