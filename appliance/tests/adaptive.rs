@@ -209,14 +209,7 @@ async fn bitrate_follows_the_lead_link_down_and_back_up() {
     let a = abr(&rig);
     assert_eq!(a["last_decision"]["to_kbps"], a["bitrate_kbps"], "{a}");
     // The encoder runs at it: the input reports it.
-    let state = rig.mqtt.last(&rig.topic("state")).unwrap();
-    let input = state["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "main")
-        .cloned()
-        .unwrap();
+    let input = rig.input("main");
     assert!(input["bitrate_kbps"].as_u64().unwrap() <= 600, "{input}");
     // Settled below the link's rate, it stays down while the link is narrow.
     tokio::time::sleep(Duration::from_secs(8)).await;

@@ -8,7 +8,6 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use support::*;
 
 const DEV: &str = "enc-test";
@@ -24,17 +23,6 @@ async fn stream_kbps(rig: &Rig, secs: u64) -> f64 {
         .collect();
     assert!(!seen.is_empty(), "no telemetry");
     seen.iter().sum::<f64>() / seen.len() as f64
-}
-
-fn input_state(rig: &Rig) -> Value {
-    let state = rig.mqtt.last(&rig.topic("state")).unwrap();
-    state["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "main")
-        .cloned()
-        .unwrap()
 }
 
 /// Frame widths in a recording, in order, with consecutive repeats merged.
@@ -102,7 +90,7 @@ async fn encoder_changes_live_and_outputs_stay_connected() {
         after < before * 0.6,
         "stream went from {before:.0} to {after:.0} kbit/s"
     );
-    assert_eq!(input_state(&rig)["bitrate_kbps"], 250);
+    assert_eq!(rig.input("main")["bitrate_kbps"], 250);
 
     // A new size and rate: the capture is rebuilt, the outputs stay.
     let r = rig
@@ -113,7 +101,7 @@ async fn encoder_changes_live_and_outputs_stay_connected() {
         .await;
     assert_eq!(r["result"]["applied"]["how"], "restarted", "{r}");
     tokio::time::sleep(Duration::from_secs(4)).await;
-    let inp = input_state(&rig);
+    let inp = rig.input("main");
     assert_eq!(
         (inp["width"].clone(), inp["height"].clone()),
         (480.into(), 270.into())
@@ -181,7 +169,7 @@ async fn encoder_changes_live_and_outputs_stay_connected() {
     assert!(rig.restart("TERM", &cfg));
     rig.wait_status("online").await;
     rig.wait_stream_live("main").await;
-    let inp = input_state(&rig);
+    let inp = rig.input("main");
     assert_eq!(inp["width"], 480, "{inp}");
     assert_eq!(inp["bitrate_kbps"], 250, "{inp}");
     let r = rig.ok("encoder.reset", r#"{"input":"main"}"#).await;
@@ -238,7 +226,7 @@ async fn bad_encoder_requests_name_the_field_and_change_nothing() {
     assert_eq!(r["error"]["code"], "invalid_argument", "{r}");
     let r = rig.cmd("encoder.keyframe", r#"{"input":"nope"}"#).await;
     assert_eq!(r["error"]["code"], "not_found", "{r}");
-    let inp = input_state(&rig);
+    let inp = rig.input("main");
     assert_eq!(
         (inp["width"].clone(), inp["bitrate_kbps"].clone()),
         (640.into(), 800.into())

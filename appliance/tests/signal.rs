@@ -19,17 +19,6 @@ use support::*;
 
 const DEV: &str = "signal-test";
 
-fn input(rig: &Rig) -> Value {
-    let state = rig.mqtt.last(&rig.topic("state")).unwrap();
-    state["inputs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["name"] == "main")
-        .cloned()
-        .unwrap()
-}
-
 fn events(rig: &Rig, name: &str) -> Vec<Value> {
     rig.mqtt
         .events(&rig.topic("events"))
@@ -92,7 +81,7 @@ async fn a_lost_input_sends_the_slate_and_comes_back_without_a_reconnect() {
                 .is_some_and(|s| s["inputs"][0]["slate"] == true)
         })
         .await;
-    let i = input(&rig);
+    let i = rig.input("main");
     assert_eq!(i["state"], "error", "{i}");
     let why = i["reason"].as_str().unwrap_or("");
     assert!(
@@ -134,7 +123,7 @@ async fn a_lost_input_sends_the_slate_and_comes_back_without_a_reconnect() {
                 .is_some_and(|s| s["inputs"][0]["state"] == "running")
         })
         .await;
-    let i = input(&rig);
+    let i = rig.input("main");
     assert_eq!(i["slate"], false, "{i}");
     rig.mqtt
         .wait_for("input_restored", Duration::from_secs(10), |m| {

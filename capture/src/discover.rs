@@ -1280,37 +1280,13 @@ mod tests {
     use super::*;
     use std::str::FromStr;
 
-    fn p60() -> DvTimings {
-        DvTimings {
-            width: 1920,
-            height: 1080,
-            interlaced: false,
-            polarities: 3,
-            pixelclock: 148_500_000,
-            hfrontporch: 88,
-            hsync: 44,
-            hbackporch: 148,
-            vfrontporch: 4,
-            vsync: 5,
-            vbackporch: 36,
-            il_vfrontporch: 0,
-            il_vsync: 0,
-            il_vbackporch: 0,
-            standards: 1,
-            flags: 0,
-            picture_aspect: (0, 0),
-            cea861_vic: 16,
-            hdmi_vic: 0,
-        }
-    }
-
     #[test]
     fn classification() {
         let lost = |reason| SignalState::Lost { reason };
         assert_eq!(
-            classify(0, Some(Ok(p60()))),
+            classify(0, Some(Ok(crate::v4l2::cea_1080p60()))),
             SignalState::Locked {
-                timings: Some(p60())
+                timings: Some(crate::v4l2::cea_1080p60())
             }
         );
         assert_eq!(
@@ -1367,10 +1343,10 @@ mod tests {
         let lost = |reason| SignalState::Lost { reason };
         let p50 = DvTimings {
             pixelclock: 123_750_000,
-            ..p60()
+            ..crate::v4l2::cea_1080p60()
         };
-        let mut t = SignalTracker::new(locked(Some(p60())));
-        assert_eq!(t.observe(locked(Some(p60()))), None);
+        let mut t = SignalTracker::new(locked(Some(crate::v4l2::cea_1080p60())));
+        assert_eq!(t.observe(locked(Some(crate::v4l2::cea_1080p60()))), None);
         assert_eq!(
             t.observe(lost(LossReason::NoSignal)),
             Some(SignalEvent::Lost {
@@ -1389,12 +1365,12 @@ mod tests {
             Some(SignalEvent::Restored { timings: Some(p50) })
         );
         assert_eq!(
-            t.observe(locked(Some(p60()))),
+            t.observe(locked(Some(crate::v4l2::cea_1080p60()))),
             Some(SignalEvent::Changed {
-                timings: Some(p60())
+                timings: Some(crate::v4l2::cea_1080p60())
             })
         );
-        assert_eq!(t.state(), &locked(Some(p60())));
+        assert_eq!(t.state(), &locked(Some(crate::v4l2::cea_1080p60())));
         // A UVC camera: nothing to change but its presence.
         let mut t = SignalTracker::new(locked(None));
         assert_eq!(t.observe(locked(None)), None);
@@ -1510,7 +1486,7 @@ mod tests {
             capabilities: vec!["dv-timings".into()],
             status: Some(vec![]),
             signal: Some(SignalState::Locked {
-                timings: Some(p60()),
+                timings: Some(crate::v4l2::cea_1080p60()),
             }),
             dv: None,
         });

@@ -1493,6 +1493,33 @@ pub fn video_nodes() -> Vec<PathBuf> {
     nodes.into_iter().map(|(_, p)| p).collect()
 }
 
+/// CEA-861 VIC 16 (1920x1080p60, 148.5 MHz, 2200x1125 total), for tests.
+#[cfg(test)]
+pub(crate) fn cea_1080p60() -> DvTimings {
+    // CEA-861 VIC 16: 1920x1080p60, 148.5 MHz, 2200x1125 total.
+    DvTimings {
+        width: 1920,
+        height: 1080,
+        interlaced: false,
+        polarities: 3,
+        pixelclock: 148_500_000,
+        hfrontporch: 88,
+        hsync: 44,
+        hbackporch: 148,
+        vfrontporch: 4,
+        vsync: 5,
+        vbackporch: 36,
+        il_vfrontporch: 0,
+        il_vsync: 0,
+        il_vbackporch: 0,
+        standards: 1,
+        flags: 0,
+        picture_aspect: (0, 0),
+        cea861_vic: 16,
+        hdmi_vic: 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1781,31 +1808,6 @@ mod tests {
         assert_eq!(fourcc_string(fourcc(b"YUYV")), "YUYV");
         assert_eq!(fourcc_string(fourcc(b"Y16 ")), "Y16");
         assert_eq!(fourcc_string(fourcc(b"RGBR") | 0x8000_0000), "RGBR-BE");
-    }
-
-    fn cea_1080p60() -> DvTimings {
-        // CEA-861 VIC 16: 1920x1080p60, 148.5 MHz, 2200x1125 total.
-        DvTimings {
-            width: 1920,
-            height: 1080,
-            interlaced: false,
-            polarities: 3,
-            pixelclock: 148_500_000,
-            hfrontporch: 88,
-            hsync: 44,
-            hbackporch: 148,
-            vfrontporch: 4,
-            vsync: 5,
-            vbackporch: 36,
-            il_vfrontporch: 0,
-            il_vsync: 0,
-            il_vbackporch: 0,
-            standards: 1,
-            flags: 0,
-            picture_aspect: (0, 0),
-            cea861_vic: 16,
-            hdmi_vic: 0,
-        }
     }
 
     #[test]

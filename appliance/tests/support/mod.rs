@@ -252,6 +252,19 @@ impl Rig {
             .unwrap_or_else(|| panic!("push {id} not in push.list: {list}"))
     }
 
+    /// Input `name` as the last retained state shows it.
+    pub fn input(&self, name: &str) -> Value {
+        let state = self
+            .mqtt
+            .last(&self.topic("state"))
+            .expect("a retained state");
+        state["inputs"]
+            .as_array()
+            .and_then(|a| a.iter().find(|i| i["name"] == name))
+            .cloned()
+            .unwrap_or_else(|| panic!("no input {name} in {state}"))
+    }
+
     pub fn push(&self, id: &str) -> Option<Value> {
         self.mqtt.push_state(self.dev, id)
     }
