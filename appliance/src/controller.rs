@@ -248,6 +248,8 @@ pub struct Controller {
     online: bool,
     /// The config file, read again on SIGHUP.
     config_path: Option<std::path::PathBuf>,
+    /// systemd's readiness and watchdog notifications.
+    notifier: Option<crate::systemd::Notifier>,
 }
 
 impl Controller {
@@ -316,6 +318,7 @@ impl Controller {
             last_telemetry: None,
             online: false,
             config_path: None,
+            notifier: None,
         };
         if let Some(w) = store_warning {
             warn!("{w}");
@@ -359,6 +362,17 @@ impl Controller {
     pub fn with_config_path(mut self, path: std::path::PathBuf) -> Self {
         self.config_path = Some(path);
         self
+    }
+
+    pub fn with_notifier(mut self, notifier: crate::systemd::Notifier) -> Self {
+        self.notifier = Some(notifier);
+        self
+    }
+
+    fn notify(&self, state: &str) {
+        if let Some(n) = &self.notifier {
+            n.notify(state);
+        }
     }
 
     fn spawn_input(&mut self, mut spec: InputSpec) {
@@ -1542,6 +1556,20 @@ impl Controller {
         let mut telemetry_tick =
             tokio::time::interval(Duration::from_secs(self.settings.mqtt.telemetry_interval_s));
         telemetry_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The watchdog is fed from this loop: if it stops turning, systemd
+        // restarts the daemon.
+        let watchdog_every = self
+            .notifier
+            .as_ref()
+            .and_then(|n| n.watchdog_every())
+            .unwrap_or(Duration::from_secs(3600));
+        let watchdog_on = self
+            .notifier
+            .as_ref()
+            .is_some_and(|n| n.watchdog_every().is_some());
+        let mut watchdog_tick = tokio::time::interval(watchdog_every);
+        watchdog_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.notify("READY=1");
         let mut adapt_tick = tokio::time::interval(Duration::from_secs(1));
         adapt_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -1608,6 +1636,7 @@ impl Controller {
                 }
                 _ = telemetry_tick.tick() => self.publish_telemetry(),
                 _ = adapt_tick.tick(), if !self.adaptive.is_empty() => self.adapt().await,
+                _ = watchdog_tick.tick(), if watchdog_on => self.notify("WATCHDOG=1"),
                 _ = tokio::signal::ctrl_c() => break,
                 _ = term.recv() => break,
                 _ = hup.recv() => {
@@ -1618,6 +1647,7 @@ impl Controller {
             }
         }
         info!("shutting down");
+        self.notify("STOPPING=1");
         self.trigger(Trigger::SystemStop, None, json!({}));
         // Every output ends at once (each flushes its muxer and lets libsrt
         // send what it holds), so a box with many pushes still stops well

@@ -10,6 +10,7 @@ mod error;
 mod mqtt;
 mod push;
 mod store;
+mod systemd;
 mod topics;
 mod triggers;
 mod vars;
@@ -141,7 +142,8 @@ fn main() -> ExitCode {
             None => (None, None),
         };
         let c = controller::Controller::start(settings, client, store, persisted, warning)
-            .with_config_path(args.config.clone());
+            .with_config_path(args.config.clone())
+            .with_notifier(systemd::Notifier::from_env());
         c.run(incoming, up, net_rx).await;
         ExitCode::SUCCESS
     })

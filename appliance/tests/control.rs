@@ -424,3 +424,48 @@ async fn capture_devices_are_reported_in_state_and_on_request() {
         );
     }
 }
+
+/// Under systemd (`Type=notify`, `WatchdogSec=`): the daemon says it is
+/// ready, pings the watchdog from its control loop at half the timeout,
+/// and says it is stopping on SIGTERM, over the datagram socket systemd
+/// names in `NOTIFY_SOCKET`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn systemd_hears_ready_watchdog_and_stopping() {
+    let _g = serial().await;
+    let broker = Broker::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let sock_path = tmp.path().join("notify");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let cfg = config(DEV, broker.port, &tmp.path().join("data"), "");
+    let daemon = Daemon::start_in_env(
+        tmp.path(),
+        &cfg,
+        &[
+            ("NOTIFY_SOCKET", sock_path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "1000000"),
+        ],
+    );
+    let mut got = Vec::new();
+    let start = std::time::Instant::now();
+    while got.iter().filter(|m| *m == "WATCHDOG=1").count() < 3 {
+        let mut buf = [0u8; 256];
+        let n = sock.recv(&mut buf).expect("a notification within 10 s");
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let took = start.elapsed();
+    assert_eq!(got[0], "READY=1", "{got:?}");
+    // Three pings at half of a 1 s timeout: about 1 s after READY.
+    assert!(took < Duration::from_secs(8), "{took:?} {got:?}");
+    let status = daemon.stop();
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    let mut rest = Vec::new();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut buf = [0u8; 256];
+    while let Ok(n) = sock.recv(&mut buf) {
+        rest.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(rest.iter().any(|m| m == "STOPPING=1"), "{rest:?}");
+}
