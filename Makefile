@@ -1,11 +1,19 @@
 # Convenience targets; each is one script.
-.PHONY: demo test bench bench-drift
+.PHONY: demo test hil image bench bench-drift
 
 demo:
 	scripts/demo.sh
 
 test:
 	scripts/test.sh
+
+# The firmware booted under QEMU and tested over the network (docs/hil.md).
+hil:
+	cargo test -p hil-tests --locked -- --nocapture
+
+# The QEMU image alone (its directory is printed).
+image:
+	image/build-qemu.sh
 
 bench:
 	benches/srt_fanout.sh

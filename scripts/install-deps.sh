@@ -31,6 +31,10 @@ PACKAGES=(
   # RTMP receiver for the RTMP tests (nginx with the RTMP module) and the
   # TLS front that makes it an RTMPS server
   nginx-light libnginx-mod-rtmp stunnel4
+  # the firmware's QEMU image and the HIL tests (image/build-qemu.sh,
+  # hil-tests/): Debian root file systems, partitioning, ext4 images
+  # written without mounting (mkfs.ext4 -d, debugfs), the emulator
+  mmdebstrap fdisk e2fsprogs qemu-system-x86
   # the Python the test peers' venv is made from (scripts/install-test-peers.sh)
   python3 python3-venv
   # misc used by scripts

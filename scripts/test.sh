@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, lints, unit tests and the integration tests
 # against real peers on loopback (mosquitto, srt-live-transmit, ffmpeg,
-# ffprobe, nginx-rtmp, stunnel, an aiortc WHIP receiver). Installs what it
-# needs first.
+# ffprobe, nginx-rtmp, stunnel, an aiortc WHIP receiver), and the
+# hardware-in-the-loop tests on the firmware image under QEMU (hil-tests/).
+# Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"

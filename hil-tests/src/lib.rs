@@ -1,0 +1,471 @@
+//! The hardware-in-the-loop harness: boots the firmware's QEMU image
+//! (`image/build-qemu.sh --test`) under `qemu-system-x86_64`, provisions its
+//! data partition as an installer would (the device's config), networks it
+//! to this machine by QEMU's user-mode networking (the guest reaches the
+//! host's loopback services at 10.0.2.2), and always powers it off.
+//!
+//! Tests talk to the device only as an operator would: MQTT through a
+//! broker on the host, SRT to a receiver on the host. The serial console
+//! (root, in the test image only) is the test-only control channel: the
+//! journal after a failure, vivid's controls.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// The test image, built once per test run (and cached across runs while
+/// its inputs are unchanged).
+pub struct Image {
+    pub dir: PathBuf,
+}
+
+impl Image {
+    pub fn test_image() -> &'static Image {
+        static IMAGE: OnceLock<Image> = OnceLock::new();
+        IMAGE.get_or_init(|| {
+            if let Ok(dir) = std::env::var("FIELDCAST_HIL_IMAGE") {
+                return Image { dir: dir.into() };
+            }
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let started = Instant::now();
+            let out = Command::new(root.join("image/build-qemu.sh"))
+                .arg("--test")
+                .current_dir(&root)
+                .stderr(Stdio::inherit())
+                .output()
+                .expect("image/build-qemu.sh runs");
+            assert!(out.status.success(), "building the test image failed");
+            let dir = String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .last()
+                .expect("the image directory")
+                .to_string();
+            println!(
+                "test image {dir} ready in {:.1} s",
+                started.elapsed().as_secs_f64()
+            );
+            Image { dir: dir.into() }
+        })
+    }
+
+    pub fn disk(&self) -> PathBuf {
+        self.dir.join("disk.img")
+    }
+}
+
+/// A free TCP port on loopback (the OS's choice, released at once).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Byte offset of partition `name` in a GPT disk image.
+fn partition_offset(disk: &Path, name: &str) -> u64 {
+    let out = Command::new("sfdisk")
+        .arg("-J")
+        .arg(disk)
+        .output()
+        .expect("sfdisk (fdisk) is installed");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("sfdisk -J output");
+    let sector = v["partitiontable"]["sectorsize"].as_u64().unwrap_or(512);
+    v["partitiontable"]["partitions"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+        .and_then(|p| p["start"].as_u64())
+        .map(|s| s * sector)
+        .unwrap_or_else(|| panic!("no partition {name} in {}", disk.display()))
+}
+
+/// Runs debugfs commands on the ext4 file system at `offset` in `disk`
+/// (writing files into an image without mounting it).
+fn debugfs(disk: &Path, offset: u64, requests: &[String]) {
+    let target = format!("{}?offset={offset}", disk.display());
+    for r in requests {
+        let out = Command::new("debugfs")
+            .args(["-w", "-R", r, &target])
+            .output()
+            .expect("debugfs (e2fsprogs) is installed");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && !err.lines().skip(1).any(|l| !l.trim().is_empty()),
+            "debugfs {r}: {err}"
+        );
+    }
+}
+
+/// Reads a file from the ext4 file system at `offset` in `disk`.
+fn debugfs_cat(disk: &Path, offset: u64, path: &str) -> Option<String> {
+    let out = Command::new("debugfs")
+        .args([
+            "-R",
+            &format!("cat {path}"),
+            &format!("{}?offset={offset}", disk.display()),
+        ])
+        .output()
+        .ok()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("File not found") {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub struct Guest {
+    qemu: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub disk: PathBuf,
+    console_sock: PathBuf,
+    pub console_log: PathBuf,
+    pub booted_at: Instant,
+}
+
+impl Guest {
+    /// A fresh copy of the test image with `config` as the device's config
+    /// on its data partition, booted.
+    pub fn boot(image: &Image, config: &str) -> Guest {
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("disk.img");
+        let ok = Command::new("cp")
+            .args(["--sparse=always"])
+            .arg(image.disk())
+            .arg(&disk)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "copying the image");
+        let cfg = dir.path().join("fieldcast.toml");
+        std::fs::write(&cfg, config).unwrap();
+        let data = partition_offset(&disk, "data");
+        debugfs(
+            &disk,
+            data,
+            &[
+                "mkdir /fieldcast".into(),
+                format!("write {} /fieldcast/fieldcast.toml", cfg.display()),
+            ],
+        );
+        let mut g = Guest {
+            qemu: None,
+            console_sock: dir.path().join("console.sock"),
+            console_log: dir.path().join("console.log"),
+            dir,
+            disk,
+            booted_at: Instant::now(),
+        };
+        g.start(image);
+        g
+    }
+
+    /// Powers the guest on (again, after [`Guest::power_cut`]).
+    pub fn start(&mut self, image: &Image) {
+        let accel = std::env::var("FIELDCAST_HIL_ACCEL").unwrap_or_else(|_| "tcg".into());
+        let child = Command::new("qemu-system-x86_64")
+            .args(["-accel", &accel, "-cpu", "max", "-m", "1024", "-smp", "2"])
+            .args(["-nographic", "-no-reboot", "-monitor", "none"])
+            .arg("-kernel")
+            .arg(image.dir.join("vmlinuz"))
+            .arg("-initrd")
+            .arg(image.dir.join("initrd.img"))
+            .args([
+                "-append",
+                "root=PARTLABEL=rootA ro console=ttyS0 systemd.hostname=fieldcast-hil panic=-1",
+            ])
+            .arg("-drive")
+            .arg(format!("file={},format=raw,if=virtio", self.disk.display()))
+            .args([
+                "-netdev",
+                "user,id=n0",
+                "-device",
+                "virtio-net-pci,netdev=n0",
+            ])
+            .arg("-chardev")
+            .arg(format!(
+                "socket,id=s0,path={},server=on,wait=off,logfile={},logappend=on",
+                self.console_sock.display(),
+                self.console_log.display()
+            ))
+            .args(["-serial", "chardev:s0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("qemu-system-x86_64 is installed (qemu-system-x86)");
+        self.qemu = Some(child);
+        self.booted_at = Instant::now();
+    }
+
+    /// Pulls the plug: QEMU killed, nothing flushed.
+    pub fn power_cut(&mut self) {
+        if let Some(mut q) = self.qemu.take() {
+            let _ = q.kill();
+            let _ = q.wait();
+        }
+    }
+
+    /// What the serial console printed so far.
+    pub fn console(&self) -> String {
+        std::fs::read(&self.console_log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Runs `cmd` in the guest's root shell on the serial console (the
+    /// test image's control channel) and returns its output.
+    pub fn shell(&self, cmd: &str, timeout: Duration) -> Option<String> {
+        let mut s = UnixStream::connect(&self.console_sock).ok()?;
+        s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+        let tag = format!("FC{}", Instant::now().elapsed().as_nanos() ^ 0x5a5a);
+        // Markers printed by the shell, not echoed verbatim, so the echo of
+        // the command line does not match.
+        let line = format!("\necho {tag}'<'; {cmd}; echo {tag}'>'\n");
+        s.write_all(line.as_bytes()).ok()?;
+        let (start, end) = (format!("{tag}<"), format!("{tag}>"));
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+                Err(_) => {}
+            }
+            let text = String::from_utf8_lossy(&out);
+            if let (Some(a), Some(b)) = (text.rfind(&start), text.rfind(&end))
+                && a < b
+            {
+                return Some(text[a + start.len()..b].trim().to_string());
+            }
+        }
+        None
+    }
+
+    /// The guest's journal of this boot, through the control channel.
+    pub fn journal(&self) -> String {
+        self.shell(
+            "journalctl -b --no-pager -n 200 -o short-monotonic",
+            Duration::from_secs(20),
+        )
+        .unwrap_or_else(|| "(the console did not answer)".into())
+    }
+
+    /// A file of the data partition, read from the disk image (the guest
+    /// powered off).
+    pub fn data_file(&self, path: &str) -> Option<String> {
+        debugfs_cat(&self.disk, partition_offset(&self.disk, "data"), path)
+    }
+
+    /// On failure: what the console printed and what the journal says.
+    pub fn diagnose(&self) -> String {
+        let console = self.console();
+        let tail: Vec<&str> = console.lines().rev().take(60).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(
+            "--- serial console (last 60 lines) ---\n{}\n--- journal ---\n{}",
+            tail.join("\n"),
+            self.journal()
+        )
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        self.power_cut();
+    }
+}
+
+/// `mosquitto` on a loopback port of its own, for the device and the test.
+pub struct Broker {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    pub fn start() -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `topic` (retained or live) carries `payload`, and returns
+/// when that was.
+pub async fn wait_for_message(
+    port: u16,
+    topic: &str,
+    payload: &str,
+    timeout: Duration,
+) -> Option<Instant> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let mut o = MqttOptions::new(format!("hil-{}", free_port()), "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(10));
+    let (client, mut el) = AsyncClient::new(o, 16);
+    client.subscribe(topic, QoS::AtLeastOnce).await.ok()?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, el.poll()).await.ok()?;
+        match ev {
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == topic && p.payload == payload => {
+                return Some(Instant::now());
+            }
+            Ok(_) => {}
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// `srt-live-transmit` listening on `port`, writing what arrives to `out`.
+pub struct SrtReceiver {
+    child: Child,
+    pub out: PathBuf,
+    stopped: bool,
+}
+
+impl SrtReceiver {
+    pub fn start(port: u16, out: &Path) -> SrtReceiver {
+        let file = std::fs::File::create(out).unwrap();
+        let child = Command::new("srt-live-transmit")
+            .args(["-q", &format!("srt://:{port}?mode=listener"), "file://con"])
+            .stdout(file)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("srt-live-transmit is installed (srt-tools)");
+        SrtReceiver {
+            child,
+            out: out.to_path_buf(),
+            stopped: false,
+        }
+    }
+
+    /// Bytes received so far.
+    pub fn received(&self) -> u64 {
+        std::fs::metadata(&self.out).map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn stop(&mut self) {
+        if !std::mem::replace(&mut self.stopped, true) {
+            terminate(&mut self.child);
+        }
+    }
+}
+
+/// SIGTERM (so srt-live-transmit flushes its file), then reap.
+fn terminate(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl Drop for SrtReceiver {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What ffprobe says of a file's first video stream: codec, width, height,
+/// duration in seconds.
+pub fn probe(file: &Path) -> (Option<String>, Option<u64>, Option<u64>, f64) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-print_format",
+            "json",
+            "-show_streams",
+            "-show_format",
+        ])
+        .arg(file)
+        .output()
+        .expect("ffprobe is installed");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let video = v["streams"]
+        .as_array()
+        .and_then(|s| s.iter().find(|s| s["codec_type"] == "video").cloned())
+        .unwrap_or_default();
+    (
+        video["codec_name"].as_str().map(String::from),
+        video["width"].as_u64(),
+        video["height"].as_u64(),
+        v["format"]["duration"]
+            .as_str()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0.0),
+    )
+}
+
+/// A device config for the guest: its broker and SRT receiver are on this
+/// machine (10.0.2.2 from inside QEMU's user network), its input a small
+/// test pattern (the guest encodes under emulation).
+pub fn device_config(device: &str, broker_port: u16, extra: &str) -> String {
+    format!(
+        r#"[device]
+id = "{device}"
+board = "qemux86-64"
+data_dir = "/data/fieldcast"
+
+[mqtt]
+url = "mqtt://10.0.2.2:{broker_port}"
+keep_alive_s = 5
+telemetry_interval_s = 2
+
+[[inputs]]
+name = "main"
+[inputs.video]
+source = "test-pattern"
+clock_overlay = false
+[inputs.audio]
+source = "none"
+[inputs.encode]
+width = 320
+height = 180
+framerate = 15
+bitrate_kbps = 300
+gop_frames = 15
+
+{extra}
+"#
+    )
+}
