@@ -122,7 +122,9 @@ pub struct ControlConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeviceConfig {
-    /// Unique per device: it names the device's MQTT topics.
+    /// Unique per device: it names the device's MQTT topics. Left out, the
+    /// host name (a firmware image sets it per device).
+    #[serde(default)]
     pub id: String,
     /// A built-in board profile (see `board-configs/`).
     #[serde(default = "default_board")]
@@ -139,6 +141,14 @@ pub struct DeviceConfig {
     /// `<prefix>/groups/<group>/cmd/<command>`.
     #[serde(default)]
     pub groups: Vec<String>,
+}
+
+/// The machine's host name: a device's id when the config gives none.
+fn host_name() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
 }
 
 fn default_tz() -> String {
@@ -279,7 +289,15 @@ impl Config {
         })
     }
 
-    pub fn validate(self) -> Result<Settings, ConfigError> {
+    pub fn validate(mut self) -> Result<Settings, ConfigError> {
+        if self.device.id.is_empty() {
+            self.device.id = host_name().ok_or_else(|| {
+                ConfigError::new(
+                    "device.id",
+                    "is not set and the host name cannot be read (/proc/sys/kernel/hostname)",
+                )
+            })?;
+        }
         check_name("device.id", &self.device.id).map_err(ConfigError::from_capture)?;
         // `groups` is the fleet topic tree beside the devices' own.
         if self.device.id == "groups" {
@@ -486,6 +504,23 @@ mod tests {
             "{MINIMAL}[[outputs]]\nid = \"a\"\nstream = \"main\"\ntarget = \"srt://h:1\"\nstart = true"
         ))
         .contains("start"));
+    }
+
+    #[test]
+    fn the_device_id_defaults_to_the_host_name() {
+        let s = Config::parse("[device]\n[[inputs]]\nname = \"main\"\n")
+            .and_then(Config::validate)
+            .unwrap();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        assert_eq!(s.device.id, host.trim());
+    }
+
+    #[test]
+    fn the_image_default_config_is_valid() {
+        let text = include_str!("../../image/rootfs/etc/fieldcast/fieldcast.toml");
+        let s = Config::parse(text).and_then(Config::validate).unwrap();
+        assert_eq!(s.board.board.name, "qemux86-64");
+        assert_eq!(s.device.data_dir, std::path::Path::new("/data/fieldcast"));
     }
 
     #[test]
