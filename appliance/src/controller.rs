@@ -1596,6 +1596,19 @@ impl Controller {
                     self.publish_state();
                 }
                 Some(Incoming::Command { name, payload, response_topic, correlation }) = incoming.recv() => {
+                    // Discovery may take seconds on a slow device: answered
+                    // from a task of its own, the loop goes on.
+                    if let Ok(Command::DevicesDiscover) = command::parse(&name, &payload) {
+                        let (client, topics) = (self.client.clone(), self.topics.clone());
+                        let (device, tx) = (self.settings.device.id.clone(), self.discovered_tx.clone());
+                        tokio::spawn(async move {
+                            let report = discover_devices().await;
+                            let body = command::reply(&device, &name, &Ok(report.clone()));
+                            mqtt::reply(&client, &topics, &name, response_topic, correlation, body);
+                            let _ = tx.send(report);
+                        });
+                        continue;
+                    }
                     let outcome = match command::parse(&name, &payload) {
                         Ok(cmd) => self.apply(cmd).await,
                         Err(e) => Err(e),
@@ -3054,7 +3067,7 @@ impl Controller {
             "streams": self.streams.keys().map(|s| (s.clone(), json!({"live": self.live_streams.contains(s)}))).collect::<serde_json::Map<_, _>>(),
             "inputs": inputs,
             "outputs": outputs,
-            "devices": self.devices,
+            "devices": devices_summary(&self.devices),
         })
     }
 
@@ -3192,9 +3205,52 @@ impl Controller {
     }
 }
 
-/// Discovery's report (bounded: a stuck driver is an error line in it).
+/// What the state carries of discovery: enough to pick an input (nodes,
+/// their inputs and signal, devices, config hints). Every format, size and
+/// rate is in `devices.discover`'s answer: a capture card lists hundreds,
+/// and the state goes out on every change.
+fn devices_summary(report: &Value) -> Value {
+    if report.is_null() {
+        return Value::Null;
+    }
+    let pick = |v: &Value, keys: &[&str]| -> Value {
+        keys.iter()
+            .map(|k| (k.to_string(), v[*k].clone()))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let list = |v: &Value, f: &dyn Fn(&Value) -> Value| -> Value {
+        v.as_array()
+            .map(|a| a.iter().map(f).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into()
+    };
+    json!({
+        "at": report["at"],
+        "v4l2": list(&report["v4l2"], &|n| {
+            let mut s = pick(n, &["path", "driver", "card", "kind", "error"]);
+            s["inputs"] = list(&n["inputs"], &|i| pick(i, &["index", "name", "current", "signal"]));
+            s
+        }),
+        "devices": list(&report["devices"], &|d| {
+            pick(d, &["name", "class", "api", "path", "alsa_device", "decklink_device_number"])
+        }),
+        "decklink": report["decklink"]["note"],
+        "hints": report["hints"],
+        "errors": report["errors"],
+    })
+}
+
+/// Discovery's report, bounded: a stuck driver is an error line in it.
+/// Generous, since it runs beside the loop: enumerating every format, size
+/// and rate of a many-node device is slow on a small CPU.
 async fn discover_devices() -> Value {
-    match tokio::task::spawn_blocking(fieldcast_capture::discover::discover).await {
+    let options = fieldcast_capture::discover::DiscoverOptions {
+        timeout: Duration::from_secs(30),
+    };
+    match tokio::task::spawn_blocking(move || fieldcast_capture::discover::discover_with(&options))
+        .await
+    {
         Ok(report) => serde_json::to_value(&report).unwrap_or(Value::Null),
         Err(e) => json!({"errors": [format!("discovery failed: {e}")]}),
     }

@@ -99,23 +99,6 @@ fn debugfs(disk: &Path, offset: u64, requests: &[String]) {
     }
 }
 
-/// Reads a file from the ext4 file system at `offset` in `disk`.
-fn debugfs_cat(disk: &Path, offset: u64, path: &str) -> Option<String> {
-    let out = Command::new("debugfs")
-        .args([
-            "-R",
-            &format!("cat {path}"),
-            &format!("{}?offset={offset}", disk.display()),
-        ])
-        .output()
-        .ok()?;
-    let err = String::from_utf8_lossy(&out.stderr);
-    if err.contains("File not found") {
-        return None;
-    }
-    Some(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 pub struct Guest {
     qemu: Option<Child>,
     pub dir: tempfile::TempDir,
@@ -219,7 +202,9 @@ impl Guest {
     pub fn shell(&self, cmd: &str, timeout: Duration) -> Option<String> {
         let mut s = UnixStream::connect(&self.console_sock).ok()?;
         s.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
-        let tag = format!("FC{}", Instant::now().elapsed().as_nanos() ^ 0x5a5a);
+        static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tag = format!("FC{}x{n}", std::process::id());
         // Markers printed by the shell, not echoed verbatim, so the echo of
         // the command line does not match.
         let line = format!("\necho {tag}'<'; {cmd}; echo {tag}'>'\n");
@@ -251,12 +236,6 @@ impl Guest {
             Duration::from_secs(20),
         )
         .unwrap_or_else(|| "(the console did not answer)".into())
-    }
-
-    /// A file of the data partition, read from the disk image (the guest
-    /// powered off).
-    pub fn data_file(&self, path: &str) -> Option<String> {
-        debugfs_cat(&self.disk, partition_offset(&self.disk, "data"), path)
     }
 
     /// On failure: what the console printed and what the journal says.
@@ -468,4 +447,161 @@ gop_frames = 15
 {extra}
 "#
     )
+}
+
+/// An MQTT 5 client on the host's broker: sends a device a command with a
+/// response topic and waits for its reply; records what the device
+/// publishes.
+pub struct Operator {
+    client: rumqttc::v5::AsyncClient,
+    replies: tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    reply_topic: String,
+    device: String,
+}
+
+impl Operator {
+    pub async fn connect(port: u16, device: &str) -> Operator {
+        use rumqttc::v5::mqttbytes::QoS;
+        use rumqttc::v5::{AsyncClient, Event, MqttOptions, mqttbytes::v5::Packet};
+        let id = format!("hil-op-{}", free_port());
+        let mut o = MqttOptions::new(id.clone(), "127.0.0.1", port);
+        o.set_keep_alive(Duration::from_secs(10));
+        // The device's state and discovery reports run to tens of KiB.
+        o.set_max_packet_size(Some(4 << 20));
+        let (client, mut el) = AsyncClient::new(o, 64);
+        let reply_topic = format!("hil/{id}/reply");
+        let (tx, replies) = tokio::sync::mpsc::unbounded_channel();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (s, rt) = (seen.clone(), reply_topic.clone());
+        tokio::spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                        let body = String::from_utf8_lossy(&p.payload).into_owned();
+                        if topic == rt {
+                            let _ = tx.send(serde_json::from_str(&body).unwrap_or_default());
+                        } else {
+                            s.lock().unwrap().push((topic, body));
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                }
+            }
+        });
+        client
+            .subscribe(format!("fieldcast/{device}/#"), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        client
+            .subscribe(reply_topic.clone(), QoS::AtLeastOnce)
+            .await
+            .unwrap();
+        Operator {
+            client,
+            replies,
+            seen,
+            reply_topic,
+            device: device.to_string(),
+        }
+    }
+
+    /// Sends `command` with `payload` and waits for the device's answer.
+    pub async fn request(&mut self, command: &str, payload: &str) -> serde_json::Value {
+        use rumqttc::v5::mqttbytes::QoS;
+        use rumqttc::v5::mqttbytes::v5::PublishProperties;
+        let props = PublishProperties {
+            response_topic: Some(self.reply_topic.clone()),
+            correlation_data: Some(format!("{}", free_port()).into_bytes().into()),
+            ..Default::default()
+        };
+        self.client
+            .publish_with_properties(
+                format!("fieldcast/{}/cmd/{command}", self.device),
+                QoS::AtLeastOnce,
+                false,
+                payload.as_bytes().to_vec(),
+                props,
+            )
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(60), self.replies.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no answer to {command} within 60 s"))
+            .unwrap()
+    }
+
+    /// Payloads the device published on `leaf` (`status`, `events`, …).
+    pub fn seen(&self, leaf: &str) -> Vec<String> {
+        let topic = format!("fieldcast/{}/{leaf}", self.device);
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| *t == topic)
+            .map(|(_, b)| b.clone())
+            .collect()
+    }
+
+    /// The last JSON the device published on `leaf`.
+    pub fn last(&self, leaf: &str) -> Option<serde_json::Value> {
+        self.seen(leaf)
+            .last()
+            .and_then(|b| serde_json::from_str(b).ok())
+    }
+
+    /// Push `id` as the last state shows it.
+    pub fn push(&self, id: &str) -> Option<serde_json::Value> {
+        self.last("state")?["outputs"]
+            .as_array()?
+            .iter()
+            .find(|p| p["id"] == id)
+            .cloned()
+    }
+
+    /// Events named `name` the device published.
+    pub fn events(&self, name: &str) -> Vec<serde_json::Value> {
+        self.seen("events")
+            .iter()
+            .filter_map(|b| serde_json::from_str::<serde_json::Value>(b).ok())
+            .filter(|e| e["event"] == name)
+            .collect()
+    }
+
+    /// Waits until `f` holds of what was seen.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        mut f: impl FnMut(&Operator) -> bool,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if f(self) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    }
+
+    /// Waits until the device published `payload` on `leaf` more than
+    /// `after` times.
+    pub async fn wait_seen(
+        &self,
+        leaf: &str,
+        payload: &str,
+        after: usize,
+        timeout: Duration,
+    ) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.seen(leaf).iter().filter(|p| *p == payload).count() > after {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    }
 }

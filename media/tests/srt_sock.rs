@@ -657,6 +657,24 @@ impl Drop for StreamIdReceiver {
     }
 }
 
+/// Waits (at most 5 s) until `path` has stopped growing for 400 ms: a
+/// receiver still playing out its latency buffer has written everything.
+/// Stopping it earlier cuts the last frames off (seen on a loaded CI run:
+/// 87 of 90 frames).
+fn wait_written(path: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = (u64::MAX, Instant::now());
+    while Instant::now() < deadline {
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if len != last.0 {
+            last = (len, Instant::now());
+        } else if last.1.elapsed() >= Duration::from_millis(400) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// (6) The stream id reaches the listener as given (an access-control
 /// style id with `#!::`, `=` and `,`); a listener refusing it gives an error
 /// that says so without showing it. GStreamer's srtsrc loads the same
@@ -679,6 +697,7 @@ fn stream_id_is_sent_and_its_refusal_named() {
     assert_eq!(n.sent, chunks.len(), "{n:?}");
     assert!(s.flush(Duration::from_secs(2)));
     drop(s);
+    wait_written(&out);
     drop(rx);
     assert_h264_320x180(&out, 90, true);
 
