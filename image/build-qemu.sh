@@ -104,6 +104,9 @@ mmdebstrap --variant=minbase --mode=root \
   --customize-hook='chroot "$1" update-initramfs -u -k all' \
   "$SUITE" "$ROOT" "$MIRROR" >&2
 
+# What went in, before /var (dpkg's database) moves to the data partition.
+chroot "$ROOT" dpkg-query -W -f '${Package} ${Version}\n' > "$WORK/manifest"
+
 # The data partition starts with /var from the build and the daemon's
 # directory; tmpfiles fills in the rest at first boot.
 DATA="$WORK/data"
@@ -146,8 +149,10 @@ done
 mkdir -p "$OUT.tmp"
 mv "$DISK" "$BOOT/vmlinuz" "$BOOT/initrd.img" "$OUT.tmp/"
 printf '%s\n' "$PACKAGES" | tr ',' '\n' > "$OUT.tmp/packages"
-chroot "$ROOT" dpkg-query -W -f '${Package} ${Version}\n' > "$OUT.tmp/manifest" 2>/dev/null || true
+mv "$WORK/manifest" "$OUT.tmp/manifest"
 rm -rf "$OUT"
 mv "$OUT.tmp" "$OUT"
+# Older images go: each is over a gigabyte. The three newest stay.
+ls -1td "$CACHE"/*/ 2>/dev/null | tail -n +4 | xargs -r rm -rf
 echo "build-qemu: $(du -sh --apparent-size "$OUT/disk.img" | cut -f1) disk, $(du -sh "$OUT/disk.img" | cut -f1) used" >&2
 echo "$OUT"
