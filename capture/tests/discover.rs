@@ -362,28 +362,9 @@ fn a_watch_on_a_missing_or_foreign_node_fails_with_its_path() {
 /// vivid is one device shared by these tests: one at a time.
 static VIVID: Mutex<()> = Mutex::new(());
 
-const SIGNAL_MODE: &str = "DV Timings Signal Mode";
-
-/// A vivid capture node and the index of its HDMI input.
-fn vivid_hdmi() -> Option<(std::path::PathBuf, u32)> {
-    for path in v4l2::video_nodes() {
-        let Ok(dev) = Device::open(&path) else {
-            continue;
-        };
-        if dev.capability().driver != "vivid" || dev.capability().capture_buf_type().is_none() {
-            continue;
-        }
-        if let Ok(inputs) = dev.inputs()
-            && let Some(hdmi) = inputs.iter().find(|i| i.has_dv_timings())
-        {
-            return Some((path, hdmi.index));
-        }
-    }
-    eprintln!(
-        "skipped: no vivid device (this kernel cannot load modules); the QEMU HIL tests cover it"
-    );
-    None
-}
+#[path = "support/vivid.rs"]
+mod vivid;
+use vivid::{SIGNAL_MODE, vivid_hdmi};
 
 #[test]
 fn vivid_hdmi_input_is_discovered_with_its_timings() {

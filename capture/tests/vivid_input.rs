@@ -9,34 +9,16 @@
 use std::time::Duration;
 
 use fieldcast_capture::input::InputEvent;
-use fieldcast_capture::v4l2::{self, Device};
+use fieldcast_capture::v4l2::Device;
 use fieldcast_capture::{BoardProfile, InputSpec, InputState};
 use fieldcast_media::{Stream, Track};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-const SIGNAL_MODE: &str = "DV Timings Signal Mode";
-const TIMINGS: &str = "DV Timings";
+#[path = "support/vivid.rs"]
+mod vivid;
+use vivid::{SIGNAL_MODE, vivid_hdmi};
 
-/// A vivid capture node and its HDMI input's index.
-fn vivid_hdmi() -> Option<(String, u32)> {
-    for path in v4l2::video_nodes() {
-        let Ok(dev) = Device::open(&path) else {
-            continue;
-        };
-        if dev.capability().driver != "vivid" || dev.capability().capture_buf_type().is_none() {
-            continue;
-        }
-        if let Ok(inputs) = dev.inputs()
-            && let Some(hdmi) = inputs.iter().find(|i| i.has_dv_timings())
-        {
-            return Some((path.display().to_string(), hdmi.index));
-        }
-    }
-    eprintln!(
-        "skipped: no vivid device (this kernel cannot load modules); the QEMU HIL tests cover it"
-    );
-    None
-}
+const TIMINGS: &str = "DV Timings";
 
 async fn next_event(events: &mut UnboundedReceiver<InputEvent>, name: &str) -> String {
     loop {
@@ -57,6 +39,7 @@ async fn vivid_hdmi_loss_slate_return_and_a_new_format() {
     let Some((path, hdmi)) = vivid_hdmi() else {
         return;
     };
+    let path = path.display().to_string();
     let control = Device::open(&path).unwrap();
     control.set_input(hdmi).unwrap();
     control
