@@ -102,24 +102,6 @@ impl Netns {
     fn open(&self) {
         tc(&["qdisc", "del", "dev", &self.host_if, "root"]);
     }
-
-    /// srt-live-transmit listening inside the namespace, writing to `out`.
-    fn srt_receiver(&self, port: u16, out: &std::path::Path) -> Proc {
-        let file = std::fs::File::create(out).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.name, "srt-live-transmit", "-q"])
-            .arg(format!("srt://:{port}?mode=listener"))
-            .arg("file://con")
-            .stdout(file)
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("srt-live-transmit is installed (srt-tools)");
-        std::thread::sleep(Duration::from_millis(300));
-        Proc {
-            child,
-            name: "srt-live-transmit (netns)".into(),
-        }
-    }
 }
 
 impl Drop for Netns {
@@ -161,7 +143,7 @@ async fn bitrate_follows_the_lead_link_down_and_back_up() {
     let (up_port, local_port) = (free_port(), free_port());
     let up_file = rig.path("uplink.ts");
     let local_file = rig.path("local.ts");
-    let mut up_rx = net.srt_receiver(up_port, &up_file);
+    let mut up_rx = srt_receiver_in(Some(&net.name), up_port, None, &up_file);
     let mut local_rx = srt_receiver(local_port, None, &local_file);
     rig.ok(
         "push.add",

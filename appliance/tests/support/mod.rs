@@ -445,12 +445,30 @@ impl Daemon {
 /// An SRT receiver: `srt-live-transmit` listening, writing what it gets to a
 /// file.
 pub fn srt_receiver(port: u16, passphrase: Option<&str>, out: &Path) -> Proc {
+    srt_receiver_in(None, port, passphrase, out)
+}
+
+/// [`srt_receiver`] inside network namespace `netns` (or here).
+pub fn srt_receiver_in(
+    netns: Option<&str>,
+    port: u16,
+    passphrase: Option<&str>,
+    out: &Path,
+) -> Proc {
     let mut url = format!("srt://:{port}?mode=listener");
     if let Some(p) = passphrase {
         url.push_str(&format!("&passphrase={p}"));
     }
     let file = std::fs::File::create(out).unwrap();
-    let child = Command::new("srt-live-transmit")
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns, "srt-live-transmit"]);
+            c
+        }
+        None => Command::new("srt-live-transmit"),
+    };
+    let child = cmd
         .args(["-q", &url, "file://con"])
         .stdout(file)
         .stderr(Stdio::null())
