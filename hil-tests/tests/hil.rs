@@ -19,13 +19,7 @@ async fn boots_to_mqtt_online_and_streams_srt_to_the_host() {
     let srt_port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let mut receiver = SrtReceiver::start(srt_port, &dir.path().join("boot.ts"));
-    let config = device_config(
-        "hil-boot",
-        broker.port,
-        &format!(
-            "[[outputs]]\nid = \"uplink\"\nstream = \"main\"\ntarget = \"srt://10.0.2.2:{srt_port}?mode=caller&latency=500\"\n"
-        ),
-    );
+    let config = device_config("hil-boot", broker.port, &uplink(srt_port));
     let guest = Guest::boot(image, &config);
     let online = wait_for_message(
         broker.port,
@@ -63,22 +57,14 @@ async fn boots_to_mqtt_online_and_streams_srt_to_the_host() {
     drop(guest);
 }
 
-/// Boots a guest with one SRT push to a receiver on the host and waits
-/// until the device is online and the receiver has bytes.
-async fn booted_and_streaming(
+/// Boots a guest on `config` and waits until the device is online.
+async fn boot_online(
     device: &'static str,
     image: &'static Image,
     broker: &Broker,
-    receiver_port: u16,
+    config: &str,
 ) -> (Guest, Operator) {
-    let config = device_config(
-        device,
-        broker.port,
-        &format!(
-            "[[outputs]]\nid = \"uplink\"\nstream = \"main\"\ntarget = \"srt://10.0.2.2:{receiver_port}?mode=caller&latency=500\"\n"
-        ),
-    );
-    let guest = Guest::boot(image, &config);
+    let guest = Guest::boot(image, config);
     let op = Operator::connect(broker.port, device).await;
     assert!(
         op.wait_seen("status", "online", 0, Duration::from_secs(240))
@@ -87,6 +73,25 @@ async fn booted_and_streaming(
         guest.diagnose()
     );
     (guest, op)
+}
+
+/// The `[[outputs]]` of one SRT push to a receiver on the host.
+fn uplink(receiver_port: u16) -> String {
+    format!(
+        "[[outputs]]\nid = \"uplink\"\nstream = \"main\"\ntarget = \"srt://10.0.2.2:{receiver_port}?mode=caller&latency=500\"\n"
+    )
+}
+
+/// Boots a guest with one SRT push to a receiver on the host and waits
+/// until the device is online.
+async fn booted_and_streaming(
+    device: &'static str,
+    image: &'static Image,
+    broker: &Broker,
+    receiver_port: u16,
+) -> (Guest, Operator) {
+    let config = device_config(device, broker.port, &uplink(receiver_port));
+    boot_online(device, image, broker, &config).await
 }
 
 async fn wait_bytes(receiver: &SrtReceiver, more_than: u64, guest: &Guest, what: &str) {
@@ -167,14 +172,7 @@ async fn a_power_cut_after_a_confirmed_change_keeps_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut receiver = SrtReceiver::start(port, &dir.path().join("power.ts"));
     let config = device_config("hil-power", broker.port, "");
-    let mut guest = Guest::boot(image, &config);
-    let mut op = Operator::connect(broker.port, "hil-power").await;
-    assert!(
-        op.wait_seen("status", "online", 0, Duration::from_secs(240))
-            .await,
-        "the device never came online\n{}",
-        guest.diagnose()
-    );
+    let (mut guest, mut op) = boot_online("hil-power", image, &broker, &config).await;
     let r = op
         .request(
             "push.add",
@@ -317,25 +315,11 @@ async fn vivid_hdmi_is_captured_lost_restored_and_renegotiated() {
     let mut receiver = SrtReceiver::start(port, &dir.path().join("hdmi.ts"));
     // vivid's first instance: /dev/video0 is its capture node, input 3 its
     // HDMI input (the test checks both through discovery).
-    let config = device_config(
-        "hil-hdmi",
-        broker.port,
-        &format!(
-            "[[outputs]]\nid = \"uplink\"\nstream = \"main\"\ntarget = \"srt://10.0.2.2:{port}?mode=caller&latency=500\"\n"
-        ),
-    )
-    .replace(
+    let config = device_config("hil-hdmi", broker.port, &uplink(port)).replace(
         "[inputs.video]\nsource = \"test-pattern\"\nclock_overlay = false",
         "[inputs.video]\nsource = \"v4l2\"\ndevice = \"/dev/video0\"\ninput = 3",
     );
-    let guest = Guest::boot(image, &config);
-    let mut op = Operator::connect(broker.port, "hil-hdmi").await;
-    assert!(
-        op.wait_seen("status", "online", 0, Duration::from_secs(240))
-            .await,
-        "the device never came online\n{}",
-        guest.diagnose()
-    );
+    let (guest, mut op) = boot_online("hil-hdmi", image, &broker, &config).await;
     // Discovery at boot may still be scanning vivid's nodes (slow under
     // emulation): asked again until the node is described.
     let mut node = serde_json::Value::Null;
