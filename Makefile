@@ -8,8 +8,9 @@ test:
 	scripts/test.sh
 
 # The firmware booted under QEMU and tested over the network (docs/hil.md).
+# Another build of the firmware: make hil HIL_ARGS="--kernel K --image I".
 hil:
-	cargo test -p hil-tests --locked -- --nocapture
+	hil-tests/run $(HIL_ARGS)
 
 # The QEMU image alone (its directory is printed).
 image:

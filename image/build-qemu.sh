@@ -6,6 +6,8 @@
 #              read-only), rootB (the other update slot, empty), data
 #              (/data: the daemon's state, its config, and /var)
 #   vmlinuz, initrd.img   the same kernel and initrd, for QEMU's -kernel
+#   manifest       every package and version in the image
+#   prune-report   why each package stays (image/prune.py), or that it went
 #
 # into $FIELDCAST_IMAGE_CACHE/<hash of every input>/ (default
 # /var/cache/fieldcast/qemu), and prints that directory. Inputs unchanged:
@@ -55,11 +57,24 @@ PACKAGES=$(grep -v '^\s*#' image/packages.txt | grep -v '^\s*$' | tr '\n' ',')
 PACKAGES="${PACKAGES}linux-image-amd64,initramfs-tools"
 # The test image's control channel sets vivid's controls with v4l2-ctl.
 [[ $TEST == 1 ]] && PACKAGES="${PACKAGES},v4l-utils"
+# Only the GStreamer plugins the firmware uses (gst-plugins.txt) are
+# installed; the packages' other plugin files are never unpacked.
+GST_DIR=/usr/lib/x86_64-linux-gnu/gstreamer-1.0
+PLUGIN_OPTS=(--dpkgopt="path-exclude=$GST_DIR/*")
+ELEMENTS=()
+while read -r plugin elements; do
+  PLUGIN_OPTS+=(--dpkgopt="path-include=$GST_DIR/libgst$plugin.so")
+  read -ra els <<< "$elements"
+  ELEMENTS+=("${els[@]}")
+done < <(grep -v '^\s*#' image/gst-plugins.txt | grep -v '^\s*$')
+# Every named package is a root of prune.py's walk.
+KEEP=()
+for p in ${PACKAGES//,/ }; do KEEP+=(--keep "$p"); done
 
 # Everything that goes into the image decides its name.
 KEY=$( {
   echo "$SUITE $MIRROR $BOOT_MB $ROOT_MIN_MB $DATA_MB $PACKAGES test=$TEST"
-  sha256sum "$BIN" "$CLI" image/build-qemu.sh
+  sha256sum "$BIN" "$CLI" image/build-qemu.sh image/prune.py image/check-rootfs.sh image/gst-plugins.txt
   find image/rootfs image/test-rootfs -type f -print0 | sort -z | xargs -0 sha256sum
   find image/rootfs image/test-rootfs -printf '%p %m %l\n' | sort
 } | sha256sum | cut -c1-16)
@@ -92,10 +107,13 @@ mmdebstrap --variant=minbase --mode=root \
   --dpkgopt='path-exclude=/usr/share/locale/*' \
   --setup-hook='mkdir -p "$1/etc/initramfs-tools/conf.d"' \
   --setup-hook="$WORK/hooks/initramfs-modules \"\$1\"" \
+  "${PLUGIN_OPTS[@]}" \
   --include="$PACKAGES" \
   --customize-hook="cp -a image/rootfs/. \"\$1/\"" \
   --customize-hook="if [ $TEST = 1 ]; then cp -a image/test-rootfs/. \"\$1/\" && rm \"\$1/README\"; fi" \
   --customize-hook="install -m 0755 $BIN $CLI \"\$1/usr/bin/\"" \
+  --customize-hook="python3 image/prune.py \"\$1\" ${KEEP[*]} --file /usr/bin/fieldcastd --file /usr/bin/fieldcast --report $WORK/prune-report" \
+  --customize-hook="image/check-rootfs.sh \"\$1\" ${ELEMENTS[*]}" \
   --customize-hook='chroot "$1" systemd-sysusers' \
   --customize-hook='chroot "$1" systemctl enable fieldcastd.service systemd-networkd.service systemd-networkd-wait-online.service' \
   --customize-hook='echo fieldcast > "$1/etc/hostname"' \
@@ -149,7 +167,7 @@ done
 mkdir -p "$OUT.tmp"
 mv "$DISK" "$BOOT/vmlinuz" "$BOOT/initrd.img" "$OUT.tmp/"
 printf '%s\n' "$PACKAGES" | tr ',' '\n' > "$OUT.tmp/packages"
-mv "$WORK/manifest" "$OUT.tmp/manifest"
+mv "$WORK/manifest" "$WORK/prune-report" "$OUT.tmp/"
 rm -rf "$OUT"
 mv "$OUT.tmp" "$OUT"
 # Older images go: each is over a gigabyte. The three newest stay.

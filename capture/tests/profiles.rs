@@ -8,7 +8,7 @@
 
 use fieldcast_capture::board::{Codec, InputKind, IoMode};
 use fieldcast_capture::describe::{
-    pipeline, video_branch, video_encoded_caps_for, video_encoder_for,
+    audio_encoder_properties, pipeline, video_branch, video_encoded_caps_for, video_encoder_for,
 };
 use fieldcast_capture::{BoardProfile, InputSpec};
 use gst::prelude::*;
@@ -533,4 +533,66 @@ fn a_decklink_input_parses_and_fails_to_open_without_the_driver() {
         assert_eq!(bus_errors, Vec::<String>::new());
         assert!(alone.is_err(), "the source alone: {alone:?}");
     }
+}
+
+/// Every board's AAC encoder that exists here (avenc_aac, voaacenc) takes
+/// the bitrate in its own unit and encodes real AAC at 48 kHz stereo.
+#[test]
+fn audio_encoders_take_the_documented_units_and_encode_aac() {
+    gst::init().unwrap();
+    let spec = input("[encode]\naudio_bitrate_kbps = 96");
+    let mut seen = std::collections::BTreeSet::new();
+    for name in BoardProfile::builtin_names() {
+        let b = BoardProfile::builtin(name).unwrap();
+        let element = b.audio_encoder.element.clone();
+        if gst::ElementFactory::find(&element).is_none() {
+            println!("{name}: {element} is not installed here");
+            continue;
+        }
+        let props: Vec<String> = audio_encoder_properties(&spec, &b)
+            .into_iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let p = gst::parse::launch(&format!(
+            "audiotestsrc num-buffers=150 ! audioconvert ! audio/x-raw,rate=48000,channels=2 \
+             ! {element} name=aenc {} ! aacparse ! audio/mpeg,mpegversion=4,stream-format=raw \
+             ! appsink name=out sync=false",
+            props.join(" ")
+        ))
+        .unwrap()
+        .downcast::<gst::Bin>()
+        .unwrap();
+        let aenc = p.by_name("aenc").unwrap();
+        let bitrate = aenc.property_value("bitrate");
+        let bitrate = bitrate
+            .get::<i32>()
+            .map(i64::from)
+            .or_else(|_| bitrate.get::<i64>())
+            .unwrap();
+        assert_eq!(bitrate, 96_000, "{name}: {element} bitrate in bit/s");
+        let out = p
+            .by_name("out")
+            .unwrap()
+            .downcast::<gst_app::AppSink>()
+            .unwrap();
+        p.set_state(gst::State::Playing).unwrap();
+        let (mut frames, mut caps) = (0, None);
+        while let Ok(s) = out.pull_sample() {
+            caps = s.caps().map(|c| c.to_owned());
+            frames += 1;
+        }
+        p.set_state(gst::State::Null).unwrap();
+        let caps = caps.unwrap_or_else(|| panic!("{name}: {element} gave no AAC"));
+        let s = caps.structure(0).unwrap();
+        assert_eq!(s.get::<i32>("rate").unwrap(), 48_000, "{name}");
+        assert_eq!(s.get::<i32>("channels").unwrap(), 2, "{name}");
+        // 150 x 1024 samples in, one AAC frame per 1024 samples out.
+        assert!((148..=151).contains(&frames), "{name}: {frames} AAC frames");
+        seen.insert(element);
+    }
+    // Both encoders the profiles name are installed by install-deps.
+    assert!(
+        seen.contains("avenc_aac") && seen.contains("voaacenc"),
+        "{seen:?}"
+    );
 }

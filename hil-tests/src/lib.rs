@@ -16,18 +16,117 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// The test image, built once per test run (and cached across runs while
-/// its inputs are unchanged).
+/// What the harness boots: a disk image (GPT with partitions named `boot`,
+/// `rootA`, `rootB`, `data`), the kernel QEMU starts directly, its initrd
+/// if it needs one, and anything more for the kernel command line.
+#[derive(Clone, Debug)]
 pub struct Image {
-    pub dir: PathBuf,
+    pub disk: PathBuf,
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub append: String,
 }
 
+/// The environment the harness reads (`hil-tests/run` sets it from its
+/// options): a firmware built elsewhere, e.g. by Yocto for `qemux86-64`.
+pub const ENV_DISK: &str = "FIELDCAST_HIL_DISK";
+pub const ENV_KERNEL: &str = "FIELDCAST_HIL_KERNEL";
+pub const ENV_INITRD: &str = "FIELDCAST_HIL_INITRD";
+pub const ENV_APPEND: &str = "FIELDCAST_HIL_APPEND";
+/// A directory holding `disk.img`, `vmlinuz` and `initrd.img`, as
+/// `image/build-qemu.sh` writes them.
+pub const ENV_IMAGE_DIR: &str = "FIELDCAST_HIL_IMAGE";
+
 impl Image {
+    /// The image `image/build-qemu.sh` writes into `dir`.
+    pub fn in_dir(dir: &Path) -> Image {
+        Image {
+            disk: dir.join("disk.img"),
+            kernel: dir.join("vmlinuz"),
+            initrd: Some(dir.join("initrd.img")),
+            append: String::new(),
+        }
+    }
+
+    /// The image named by the environment (see [`ENV_DISK`] and the
+    /// rest), `None` when it names none; an error names the variable and
+    /// the path that is wrong.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Result<Option<Image>, String> {
+        let file = |name: &str| -> Result<Option<PathBuf>, String> {
+            match var(name).filter(|v| !v.is_empty()) {
+                None => Ok(None),
+                Some(v) if Path::new(&v).is_file() => Ok(Some(PathBuf::from(v))),
+                Some(v) => Err(format!("{name}: '{v}' is not a file")),
+            }
+        };
+        let image = match (file(ENV_DISK)?, file(ENV_KERNEL)?) {
+            (Some(disk), Some(kernel)) => Image {
+                disk,
+                kernel,
+                initrd: file(ENV_INITRD)?,
+                append: var(ENV_APPEND).unwrap_or_default(),
+            },
+            (None, None) => match var(ENV_IMAGE_DIR).filter(|v| !v.is_empty()) {
+                None => {
+                    if let Some(i) = var(ENV_INITRD).filter(|v| !v.is_empty()) {
+                        return Err(format!(
+                            "{ENV_INITRD}: '{i}' given without {ENV_DISK} and {ENV_KERNEL}"
+                        ));
+                    }
+                    return Ok(None);
+                }
+                Some(dir) => {
+                    let image = Image::in_dir(Path::new(&dir));
+                    for f in [&image.disk, &image.kernel]
+                        .into_iter()
+                        .chain(image.initrd.as_ref())
+                    {
+                        if !f.is_file() {
+                            return Err(format!(
+                                "{ENV_IMAGE_DIR}: '{dir}' has no {}",
+                                f.file_name().unwrap().to_string_lossy()
+                            ));
+                        }
+                    }
+                    image
+                }
+            },
+            (Some(_), None) => return Err(format!("{ENV_DISK} needs {ENV_KERNEL} too")),
+            (None, Some(_)) => return Err(format!("{ENV_KERNEL} needs {ENV_DISK} too")),
+        };
+        for part in ["boot", "rootA", "rootB", "data"] {
+            if try_partition_offset(&image.disk, part).is_none() {
+                return Err(format!(
+                    "{}: '{}' has no GPT partition named '{part}' (the firmware's layout is boot, rootA, rootB, data)",
+                    if var(ENV_DISK).is_some() {
+                        ENV_DISK
+                    } else {
+                        ENV_IMAGE_DIR
+                    },
+                    image.disk.display()
+                ));
+            }
+        }
+        Ok(Some(image))
+    }
+
+    /// The image under test: the one the environment names, else the test
+    /// image built from this checkout (once per run, and cached across
+    /// runs while its inputs are unchanged).
     pub fn test_image() -> &'static Image {
         static IMAGE: OnceLock<Image> = OnceLock::new();
         IMAGE.get_or_init(|| {
-            if let Ok(dir) = std::env::var("FIELDCAST_HIL_IMAGE") {
-                return Image { dir: dir.into() };
+            match Image::from_env(|k| std::env::var(k).ok()) {
+                Ok(Some(image)) => {
+                    println!(
+                        "image under test: {} (kernel {})",
+                        image.disk.display(),
+                        image.kernel.display()
+                    );
+                    return image;
+                }
+                Ok(None) => {}
+                Err(e) => panic!("{e}"),
             }
             let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
             let started = Instant::now();
@@ -47,12 +146,43 @@ impl Image {
                 "test image {dir} ready in {:.1} s",
                 started.elapsed().as_secs_f64()
             );
-            Image { dir: dir.into() }
+            Image::in_dir(Path::new(&dir))
         })
     }
 
     pub fn disk(&self) -> PathBuf {
-        self.dir.join("disk.img")
+        self.disk.clone()
+    }
+}
+
+/// Prints, when a test ends (passed or failed), how long it took with its
+/// guest: the per-test timings of the HIL report.
+pub struct Timed {
+    name: &'static str,
+    started: Instant,
+}
+
+impl Timed {
+    pub fn start(name: &'static str) -> Timed {
+        Timed {
+            name,
+            started: Instant::now(),
+        }
+    }
+}
+
+impl Drop for Timed {
+    fn drop(&mut self) {
+        println!(
+            "hil: {} {} in {:.1} s",
+            self.name,
+            if std::thread::panicking() {
+                "failed"
+            } else {
+                "passed"
+            },
+            self.started.elapsed().as_secs_f64()
+        );
     }
 }
 
@@ -65,20 +195,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// Byte offset of partition `name` in a GPT disk image.
-fn partition_offset(disk: &Path, name: &str) -> u64 {
+/// Byte offset of partition `name` in a GPT disk image, `None` when the
+/// disk has no partition of that name (or no partition table).
+fn try_partition_offset(disk: &Path, name: &str) -> Option<u64> {
     let out = Command::new("sfdisk")
         .arg("-J")
         .arg(disk)
         .output()
         .expect("sfdisk (fdisk) is installed");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("sfdisk -J output");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
     let sector = v["partitiontable"]["sectorsize"].as_u64().unwrap_or(512);
     v["partitiontable"]["partitions"]
         .as_array()
         .and_then(|ps| ps.iter().find(|p| p["name"] == name))
         .and_then(|p| p["start"].as_u64())
         .map(|s| s * sector)
+}
+
+/// Byte offset of partition `name` in a GPT disk image.
+fn partition_offset(disk: &Path, name: &str) -> u64 {
+    try_partition_offset(disk, name)
         .unwrap_or_else(|| panic!("no partition {name} in {}", disk.display()))
 }
 
@@ -151,13 +287,21 @@ impl Guest {
             .args(["-accel", &accel, "-cpu", "max", "-m", "1024", "-smp", "2"])
             .args(["-nographic", "-no-reboot", "-monitor", "none"])
             .arg("-kernel")
-            .arg(image.dir.join("vmlinuz"))
-            .arg("-initrd")
-            .arg(image.dir.join("initrd.img"))
-            .args([
-                "-append",
-                "root=PARTLABEL=rootA ro console=ttyS0 systemd.hostname=fieldcast-hil panic=-1",
-            ])
+            .arg(&image.kernel)
+            .args(
+                image
+                    .initrd
+                    .iter()
+                    .flat_map(|i| [std::ffi::OsStr::new("-initrd"), i.as_os_str()]),
+            )
+            .arg("-append")
+            .arg(
+                format!(
+                    "root=PARTLABEL=rootA ro console=ttyS0 systemd.hostname=fieldcast-hil panic=-1 {}",
+                    image.append
+                )
+                .trim_end(),
+            )
             .arg("-drive")
             .arg(format!("file={},format=raw,if=virtio", self.disk.display()))
             .args([
@@ -415,6 +559,35 @@ pub fn probe(file: &Path) -> (Option<String>, Option<u64>, Option<u64>, f64) {
     )
 }
 
+/// The audio stream of a received file: codec, sample rate, channels, and
+/// what ffmpeg says when it decodes the audio (empty when it decodes
+/// clean).
+pub fn probe_audio(file: &Path) -> Option<(String, u64, u64, String)> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "error", "-print_format", "json", "-show_streams"])
+        .arg(file)
+        .output()
+        .expect("ffprobe is installed");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let a = v["streams"]
+        .as_array()?
+        .iter()
+        .find(|s| s["codec_type"] == "audio")?
+        .clone();
+    let decode = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(file)
+        .args(["-map", "0:a", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg is installed");
+    Some((
+        a["codec_name"].as_str()?.to_string(),
+        a["sample_rate"].as_str()?.parse().ok()?,
+        a["channels"].as_u64()?,
+        String::from_utf8_lossy(&decode.stderr).trim().to_string(),
+    ))
+}
+
 /// A device config for the guest: its broker and SRT receiver are on this
 /// machine (10.0.2.2 from inside QEMU's user network), its input a small
 /// test pattern (the guest encodes under emulation).
@@ -603,5 +776,89 @@ impl Operator {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod image_tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// A sparse GPT disk with the firmware's partitions (or `parts`).
+    fn disk(dir: &Path, parts: &[&str]) -> PathBuf {
+        let d = dir.join("disk.img");
+        std::fs::File::create(&d)
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        let mut table = String::from("label: gpt\n");
+        for p in parts {
+            table.push_str(&format!("size=8MiB, name={p}\n"));
+        }
+        let mut c = Command::new("sfdisk")
+            .arg("-q")
+            .arg(&d)
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        c.stdin.take().unwrap().write_all(table.as_bytes()).unwrap();
+        assert!(c.wait().unwrap().success());
+        d
+    }
+
+    fn from(vars: &[(&str, &Path)]) -> Result<Option<Image>, String> {
+        let m: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.display().to_string()))
+            .collect();
+        Image::from_env(|k| m.get(k).cloned())
+    }
+
+    #[test]
+    fn an_image_from_elsewhere_is_named_by_its_files() {
+        let t = tempfile::tempdir().unwrap();
+        let d = disk(t.path(), &["boot", "rootA", "rootB", "data"]);
+        let k = t.path().join("bzImage");
+        std::fs::write(&k, b"kernel").unwrap();
+        assert!(from(&[]).unwrap().is_none());
+
+        let i = from(&[(ENV_DISK, &d), (ENV_KERNEL, &k)]).unwrap().unwrap();
+        assert_eq!((i.disk, i.kernel, i.initrd), (d.clone(), k.clone(), None));
+
+        let missing = t.path().join("nope");
+        let e = from(&[(ENV_DISK, &d), (ENV_KERNEL, &missing)]).unwrap_err();
+        assert_eq!(
+            e,
+            format!("{ENV_KERNEL}: '{}' is not a file", missing.display())
+        );
+        let e = from(&[(ENV_DISK, &d)]).unwrap_err();
+        assert_eq!(e, format!("{ENV_DISK} needs {ENV_KERNEL} too"));
+        let e = from(&[(ENV_INITRD, &k)]).unwrap_err();
+        assert!(e.starts_with(ENV_INITRD), "{e}");
+
+        // The harness provisions the data partition and the kernel mounts
+        // rootA: a disk without the firmware's layout is refused up front.
+        let t2 = tempfile::tempdir().unwrap();
+        let other = disk(t2.path(), &["boot", "root"]);
+        let e = from(&[(ENV_DISK, &other), (ENV_KERNEL, &k)]).unwrap_err();
+        assert!(e.contains("no GPT partition named 'rootA'"), "{e}");
+    }
+
+    #[test]
+    fn an_image_directory_needs_all_three_files() {
+        let t = tempfile::tempdir().unwrap();
+        disk(t.path(), &["boot", "rootA", "rootB", "data"]);
+        std::fs::write(t.path().join("vmlinuz"), b"kernel").unwrap();
+        let e = from(&[(ENV_IMAGE_DIR, t.path())]).unwrap_err();
+        assert_eq!(
+            e,
+            format!(
+                "{ENV_IMAGE_DIR}: '{}' has no initrd.img",
+                t.path().display()
+            )
+        );
+        std::fs::write(t.path().join("initrd.img"), b"initrd").unwrap();
+        let i = from(&[(ENV_IMAGE_DIR, t.path())]).unwrap().unwrap();
+        assert_eq!(i.initrd, Some(t.path().join("initrd.img")));
     }
 }

@@ -14,12 +14,18 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boots_to_mqtt_online_and_streams_srt_to_the_host() {
     let _one = SERIAL.lock().await;
+    let _timed = Timed::start("boots_to_mqtt_online_and_streams_srt_to_the_host");
     let image = Image::test_image();
     let broker = Broker::start();
     let srt_port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let mut receiver = SrtReceiver::start(srt_port, &dir.path().join("boot.ts"));
-    let config = device_config("hil-boot", broker.port, &uplink(srt_port));
+    // With sound: the image's AAC encoder (voaacenc) runs in the guest.
+    let config = device_config("hil-boot", broker.port, &uplink(srt_port)).replace(
+        "[inputs.audio]\nsource = \"none\"",
+        "[inputs.audio]\nsource = \"test-tone\"",
+    );
+    assert!(config.contains("test-tone"));
     let guest = Guest::boot(image, &config);
     let online = wait_for_message(
         broker.port,
@@ -54,6 +60,12 @@ async fn boots_to_mqtt_online_and_streams_srt_to_the_host() {
     assert_eq!(codec.as_deref(), Some("h264"), "{}", guest.diagnose());
     assert_eq!((w, h), (Some(320), Some(180)));
     assert!(duration > 4.0, "{duration} s");
+    let audio = probe_audio(&receiver.out);
+    let Some((codec, rate, channels, errors)) = audio else {
+        panic!("no audio at the receiver\n{}", guest.diagnose());
+    };
+    assert_eq!((codec.as_str(), rate, channels), ("aac", 48_000, 2));
+    assert!(errors.is_empty(), "audio decode errors: {errors}");
     drop(guest);
 }
 
@@ -105,6 +117,7 @@ async fn wait_bytes(receiver: &SrtReceiver, more_than: u64, guest: &Guest, what:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_daemon_is_restarted_by_systemd_and_resumes_its_push() {
     let _one = SERIAL.lock().await;
+    let _timed = Timed::start("a_killed_daemon_is_restarted_by_systemd_and_resumes_its_push");
     let image = Image::test_image();
     let broker = Broker::start();
     let port = free_port();
@@ -166,6 +179,7 @@ async fn a_killed_daemon_is_restarted_by_systemd_and_resumes_its_push() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_power_cut_after_a_confirmed_change_keeps_it() {
     let _one = SERIAL.lock().await;
+    let _timed = Timed::start("a_power_cut_after_a_confirmed_change_keeps_it");
     let image = Image::test_image();
     let broker = Broker::start();
     let port = free_port();
@@ -211,6 +225,7 @@ async fn a_power_cut_after_a_confirmed_change_keeps_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_data_partition_stops_recording_not_streaming() {
     let _one = SERIAL.lock().await;
+    let _timed = Timed::start("a_full_data_partition_stops_recording_not_streaming");
     let image = Image::test_image();
     let broker = Broker::start();
     let port = free_port();
@@ -308,6 +323,7 @@ fn vivid_set(guest: &Guest, dev: &str, control: &str, item: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vivid_hdmi_is_captured_lost_restored_and_renegotiated() {
     let _one = SERIAL.lock().await;
+    let _timed = Timed::start("vivid_hdmi_is_captured_lost_restored_and_renegotiated");
     let image = Image::test_image();
     let broker = Broker::start();
     let port = free_port();

@@ -184,8 +184,28 @@ pub fn build_ts_to_appsink(output: &str, tracks: &[Track]) -> Result<Built, Erro
     Ok(Built::plain(pipeline, video, audio, sink))
 }
 
+/// The AAC decoders WHIP's audio can go through, in order of preference:
+/// FFmpeg's, then faad (plugins-bad), which a firmware built without FFmpeg
+/// has.
+pub const AAC_DECODERS: [&str; 2] = ["avdec_aac", "faad"];
+
+/// The first of [`AAC_DECODERS`] that `available` says is installed.
+pub fn aac_decoder(available: impl Fn(&str) -> bool) -> Result<&'static str, Error> {
+    AAC_DECODERS
+        .iter()
+        .copied()
+        .find(|f| available(f))
+        .ok_or_else(|| Error::MissingElement {
+            element: AAC_DECODERS.join("' or '"),
+        })
+}
+
+fn installed(factory: &str) -> bool {
+    gst::ElementFactory::find(factory).is_some()
+}
+
 /// `appsrc(video) ! h264parse ! rtph264pay ! webrtcbin` and `appsrc(audio)
-/// ! aacparse ! avdec_aac ! opusenc ! rtpopuspay ! webrtcbin`: H.264 as it
+/// ! aacparse ! avdec_aac (or faad) ! opusenc ! rtpopuspay ! webrtcbin`: H.264 as it
 /// left the encoder, and the AAC decoded and encoded again as Opus, the
 /// audio codec WebRTC peers are required to have (RFC 7874 §3). Each
 /// track is a send-only transceiver; video asks for NACK retransmission.
@@ -239,7 +259,7 @@ pub fn build_whip(
             Track::Audio => {
                 let chain = elements(&[
                     ("aacparse", "audio-parse"),
-                    ("avdec_aac", "audio-dec"),
+                    (aac_decoder(installed)?, "audio-dec"),
                     ("audioconvert", "audio-convert"),
                     ("audioresample", "audio-resample"),
                     ("opusenc", "audio-enc"),
@@ -460,5 +480,56 @@ mod tests {
         let mut ts = build_ts_to_appsink("t", &tracks).unwrap();
         ts.pipeline.set_state(gst::State::Null).unwrap();
         ts.video = None;
+    }
+
+    #[test]
+    fn the_aac_decoder_is_the_first_installed() {
+        assert_eq!(aac_decoder(|_| true).unwrap(), "avdec_aac");
+        assert_eq!(aac_decoder(|f| f == "faad").unwrap(), "faad");
+        let err = aac_decoder(|_| false).unwrap_err().to_string();
+        assert!(err.contains("'avdec_aac' or 'faad'"), "{err}");
+    }
+
+    /// Both decoders take the capture's AAC (raw, with codec_data, as
+    /// voaacenc and avenc_aac give it after aacparse) and the Opus
+    /// encoder gets 48 kHz from them: real frames, to the end.
+    #[test]
+    fn both_aac_decoders_feed_the_opus_encoder() {
+        gst::init().unwrap();
+        for decoder in AAC_DECODERS {
+            if !installed(decoder) {
+                println!("skipped {decoder}: not installed here");
+                continue;
+            }
+            let p = gst::parse::launch(&format!(
+                "audiotestsrc num-buffers=100 samplesperbuffer=960 ! audio/x-raw,rate=48000,channels=2 \
+                 ! voaacenc bitrate=128000 ! aacparse ! audio/mpeg,mpegversion=4,stream-format=raw \
+                 ! {decoder} ! audioconvert ! audioresample ! opusenc ! appsink name=out sync=false"
+            ))
+            .unwrap()
+            .downcast::<gst::Pipeline>()
+            .unwrap();
+            let out = p
+                .by_name("out")
+                .unwrap()
+                .downcast::<gst_app::AppSink>()
+                .unwrap();
+            p.set_state(gst::State::Playing).unwrap();
+            let mut opus = 0;
+            let mut caps = None;
+            while let Ok(s) = out.pull_sample() {
+                caps = s.caps().map(|c| c.to_owned());
+                opus += 1;
+            }
+            p.set_state(gst::State::Null).unwrap();
+            let caps = caps.expect("opus caps");
+            assert_eq!(
+                caps.structure(0).unwrap().name(),
+                "audio/x-opus",
+                "{decoder}"
+            );
+            // 100 buffers of 20 ms: 2 s of audio, 20 ms Opus frames.
+            assert!(opus >= 95, "{decoder}: {opus} Opus frames");
+        }
     }
 }
