@@ -12,4 +12,7 @@ scripts/install-deps.sh
 scripts/install-test-peers.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --all-targets --locked
+cargo test --workspace --all-targets --locked --exclude hil-tests
+# The firmware under QEMU, last and with its report shown: each test's
+# time, boot to online and to the first SRT packet (docs/hil.md).
+hil-tests/run
