@@ -14,8 +14,8 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boots_to_mqtt_online_and_streams_srt_to_the_host() {
     let _one = SERIAL.lock().await;
-    let _timed = Timed::start("boots_to_mqtt_online_and_streams_srt_to_the_host");
     let image = Image::test_image();
+    let _timed = Timed::start("boots_to_mqtt_online_and_streams_srt_to_the_host");
     let broker = Broker::start();
     let srt_port = free_port();
     let dir = tempfile::tempdir().unwrap();
@@ -117,8 +117,8 @@ async fn wait_bytes(receiver: &SrtReceiver, more_than: u64, guest: &Guest, what:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_daemon_is_restarted_by_systemd_and_resumes_its_push() {
     let _one = SERIAL.lock().await;
-    let _timed = Timed::start("a_killed_daemon_is_restarted_by_systemd_and_resumes_its_push");
     let image = Image::test_image();
+    let _timed = Timed::start("a_killed_daemon_is_restarted_by_systemd_and_resumes_its_push");
     let broker = Broker::start();
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
@@ -179,8 +179,8 @@ async fn a_killed_daemon_is_restarted_by_systemd_and_resumes_its_push() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_power_cut_after_a_confirmed_change_keeps_it() {
     let _one = SERIAL.lock().await;
-    let _timed = Timed::start("a_power_cut_after_a_confirmed_change_keeps_it");
     let image = Image::test_image();
+    let _timed = Timed::start("a_power_cut_after_a_confirmed_change_keeps_it");
     let broker = Broker::start();
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
@@ -225,8 +225,8 @@ async fn a_power_cut_after_a_confirmed_change_keeps_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_data_partition_stops_recording_not_streaming() {
     let _one = SERIAL.lock().await;
-    let _timed = Timed::start("a_full_data_partition_stops_recording_not_streaming");
     let image = Image::test_image();
+    let _timed = Timed::start("a_full_data_partition_stops_recording_not_streaming");
     let broker = Broker::start();
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
@@ -323,8 +323,8 @@ fn vivid_set(guest: &Guest, dev: &str, control: &str, item: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vivid_hdmi_is_captured_lost_restored_and_renegotiated() {
     let _one = SERIAL.lock().await;
-    let _timed = Timed::start("vivid_hdmi_is_captured_lost_restored_and_renegotiated");
     let image = Image::test_image();
+    let _timed = Timed::start("vivid_hdmi_is_captured_lost_restored_and_renegotiated");
     let broker = Broker::start();
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
