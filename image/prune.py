@@ -106,6 +106,20 @@ class Root:
             self._dirs[d] = cur or "/"
         return os.path.join(self.root + self._dirs[d], base)
 
+    def real(self, host_path):
+        """A host path with its symlinks followed inside the root (an
+        absolute link target is the root's, never this machine's)."""
+        hp = host_path
+        for _ in range(32):
+            if not os.path.islink(hp):
+                return hp
+            target = os.readlink(hp)
+            rel = hp[len(self.root):]
+            if not target.startswith("/"):
+                target = os.path.normpath(os.path.join(os.path.dirname(rel), target))
+            hp = self.host(target)
+        return hp
+
     def library_dirs(self):
         dirs = []
         conf_dir = os.path.join(self.root, "etc/ld.so.conf.d")
@@ -252,15 +266,21 @@ def main(argv):
     # libraries) find each other through it too.
     runpaths = []
 
+    def origin_of(path):
+        """$ORIGIN of a file: its directory, as the root sees it."""
+        return os.path.dirname(path)[len(root.root):] or "/"
+
     def resolve(soname, search, origin):
+        """The host path of `soname` as the loader would find it for a
+        file in root directory `origin` with RUNPATH `search`."""
         dirs = [s.replace("$ORIGIN", origin).replace("${ORIGIN}", origin) for s in search]
         for d in dirs + [r for r in runpaths if r not in dirs]:
-            cand = os.path.join(d, soname) if d.startswith(root.root) else root.host(os.path.join(d, soname))
-            if os.path.exists(cand):
+            cand = root.host(os.path.join(d, soname))
+            if os.path.exists(root.real(cand)):
                 return cand
         for d in lib_dirs:
             cand = root.host(os.path.join(d, soname))
-            if os.path.exists(cand):
+            if os.path.exists(root.real(cand)):
                 return cand
         return None
 
@@ -277,7 +297,7 @@ def main(argv):
             if not dyn:
                 continue
             needed, search = dyn
-            origin = os.path.dirname(path)
+            origin = origin_of(path)
             for r in search:
                 r = r.replace("$ORIGIN", origin).replace("${ORIGIN}", origin)
                 if r not in runpaths:
@@ -287,17 +307,17 @@ def main(argv):
                 if lib is None:
                     unresolved.append((path, soname))
                     continue
-                for cand in (lib, os.path.realpath(lib)):
+                for cand in (lib, root.real(lib)):
                     name = owner.get(cand)
                     reason = f"{soname} linked by {path[len(root.root):]}"
                     if name and name not in shlib:
                         queue_pkgs.append((name, reason))
                     elif name:
                         keep_pkg(name, False, reason)
-                queue_files.append(os.path.realpath(lib))
+                queue_files.append(root.real(lib))
 
     # Found now that every program's RUNPATH is known: not unresolved.
-    unresolved = [(p, so) for p, so in unresolved if resolve(so, [], os.path.dirname(p)) is None]
+    unresolved = [(p, so) for p, so in unresolved if resolve(so, [], origin_of(p)) is None]
     for path, soname in sorted(set(unresolved)):
         print(f"prune: already unresolved in Debian's packages: {path[len(root.root):]} needs {soname}",
               file=sys.stderr)
@@ -316,7 +336,7 @@ def main(argv):
                 continue
             needed, search = dyn
             for soname in needed:
-                if resolve(soname, search, os.path.dirname(path)) is None:
+                if resolve(soname, search, origin_of(path)) is None:
                     out.add((path, soname))
         return out
 
