@@ -16,6 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+pub use fieldcast_test_support::{Broker, Probe, decode_errors_in, ffprobe, free_port};
+
 /// What the harness boots: a disk image (GPT with partitions named `boot`,
 /// `rootA`, `rootB`, `data`), the kernel QEMU starts directly, its initrd
 /// if it needs one, and anything more for the kernel command line.
@@ -184,15 +186,6 @@ impl Drop for Timed {
             self.started.elapsed().as_secs_f64()
         );
     }
-}
-
-/// A free TCP port on loopback (the OS's choice, released at once).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Byte offset of partition `name` in a GPT disk image, `None` when the
@@ -401,50 +394,6 @@ impl Drop for Guest {
     }
 }
 
-/// `mosquitto` on a loopback port of its own, for the device and the test.
-pub struct Broker {
-    child: Child,
-    pub port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Broker {
-    pub fn start() -> Broker {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
-        )
-        .unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Broker {
-            child,
-            port,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Waits until `topic` (retained or live) carries `payload`, and returns
 /// when that was.
 pub async fn wait_for_message(
@@ -526,66 +475,6 @@ impl Drop for SrtReceiver {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-/// What ffprobe says of a file's first video stream: codec, width, height,
-/// duration in seconds.
-pub fn probe(file: &Path) -> (Option<String>, Option<u64>, Option<u64>, f64) {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_streams",
-            "-show_format",
-        ])
-        .arg(file)
-        .output()
-        .expect("ffprobe is installed");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    let video = v["streams"]
-        .as_array()
-        .and_then(|s| s.iter().find(|s| s["codec_type"] == "video").cloned())
-        .unwrap_or_default();
-    (
-        video["codec_name"].as_str().map(String::from),
-        video["width"].as_u64(),
-        video["height"].as_u64(),
-        v["format"]["duration"]
-            .as_str()
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(0.0),
-    )
-}
-
-/// The audio stream of a received file: codec, sample rate, channels, and
-/// what ffmpeg says when it decodes the audio (empty when it decodes
-/// clean).
-pub fn probe_audio(file: &Path) -> Option<(String, u64, u64, String)> {
-    let out = Command::new("ffprobe")
-        .args(["-v", "error", "-print_format", "json", "-show_streams"])
-        .arg(file)
-        .output()
-        .expect("ffprobe is installed");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let a = v["streams"]
-        .as_array()?
-        .iter()
-        .find(|s| s["codec_type"] == "audio")?
-        .clone();
-    let decode = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(file)
-        .args(["-map", "0:a", "-f", "null", "-"])
-        .output()
-        .expect("ffmpeg is installed");
-    Some((
-        a["codec_name"].as_str()?.to_string(),
-        a["sample_rate"].as_str()?.parse().ok()?,
-        a["channels"].as_u64()?,
-        String::from_utf8_lossy(&decode.stderr).trim().to_string(),
-    ))
 }
 
 /// A device config for the guest: its broker and SRT receiver are on this

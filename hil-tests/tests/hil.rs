@@ -56,15 +56,25 @@ async fn boots_to_mqtt_online_and_streams_srt_to_the_host() {
     );
     tokio::time::sleep(Duration::from_secs(8)).await;
     receiver.stop();
-    let (codec, w, h, duration) = probe(&receiver.out);
-    assert_eq!(codec.as_deref(), Some("h264"), "{}", guest.diagnose());
-    assert_eq!((w, h), (Some(320), Some(180)));
-    assert!(duration > 4.0, "{duration} s");
-    let audio = probe_audio(&receiver.out);
-    let Some((codec, rate, channels, errors)) = audio else {
-        panic!("no audio at the receiver\n{}", guest.diagnose());
-    };
-    assert_eq!((codec.as_str(), rate, channels), ("aac", 48_000, 2));
+    let p = ffprobe(&receiver.out);
+    assert_eq!(
+        p.video_codec.as_deref(),
+        Some("h264"),
+        "{}",
+        guest.diagnose()
+    );
+    assert_eq!((p.width, p.height), (Some(320), Some(180)));
+    assert!(p.duration > 4.0, "{} s", p.duration);
+    assert!(
+        p.audio_codec.is_some(),
+        "no audio at the receiver\n{}",
+        guest.diagnose()
+    );
+    assert_eq!(
+        (p.audio_codec.as_deref(), p.audio_rate, p.audio_channels),
+        (Some("aac"), Some(48_000), Some(2))
+    );
+    let errors = decode_errors_in(&receiver.out, "0:a");
     assert!(errors.is_empty(), "audio decode errors: {errors}");
     drop(guest);
 }
@@ -215,9 +225,9 @@ async fn a_power_cut_after_a_confirmed_change_keeps_it() {
     wait_bytes(&receiver, 0, &guest, "the kept push did not run").await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     receiver.stop();
-    let (codec, w, h, _) = probe(&receiver.out);
+    let p = ffprobe(&receiver.out);
     assert_eq!(
-        (codec.as_deref(), w, h),
+        (p.video_codec.as_deref(), p.width, p.height),
         (Some("h264"), Some(320), Some(180))
     );
 }
@@ -432,9 +442,9 @@ async fn vivid_hdmi_is_captured_lost_restored_and_renegotiated() {
     .await;
     assert!(op.events("output_disconnected").is_empty());
     receiver.stop();
-    let (codec, w, h, _) = probe(&receiver.out);
+    let p = ffprobe(&receiver.out);
     assert_eq!(
-        (codec.as_deref(), w, h),
+        (p.video_codec.as_deref(), p.width, p.height),
         (Some("h264"), Some(320), Some(180))
     );
 }
