@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub use fieldcast_test_support::{Broker, Probe, decode_errors_in, ffprobe, free_port};
+pub use fieldcast_test_support::{Broker, decode_errors_in, ffprobe, free_port};
 
 /// What the harness boots: a disk image (GPT with partitions named `boot`,
 /// `rootA`, `rootB`, `data`), the kernel QEMU starts directly, its initrd
@@ -151,10 +151,6 @@ impl Image {
             Image::in_dir(Path::new(&dir))
         })
     }
-
-    pub fn disk(&self) -> PathBuf {
-        self.disk.clone()
-    }
 }
 
 /// Prints, when a test ends (passed or failed), how long it took with its
@@ -245,7 +241,7 @@ impl Guest {
         let disk = dir.path().join("disk.img");
         let ok = Command::new("cp")
             .args(["--sparse=always"])
-            .arg(image.disk())
+            .arg(&image.disk)
             .arg(&disk)
             .status()
             .unwrap();
