@@ -16,7 +16,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub use fieldcast_test_support::{Broker, decode_errors_in, ffprobe, free_port};
+pub use fieldcast_test_support::{Broker, decode_errors, ffprobe, free_port};
 
 /// What the harness boots: a disk image (GPT with partitions named `boot`,
 /// `rootA`, `rootB`, `data`), the kernel QEMU starts directly, its initrd

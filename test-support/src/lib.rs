@@ -198,14 +198,3 @@ pub fn decode_errors(file: &Path) -> String {
         .expect("ffmpeg is installed");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
-
-/// The same for one kind of stream: `"0:a"` the audio, `"0:v"` the video.
-pub fn decode_errors_in(file: &Path, streams: &str) -> String {
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-v", "error", "-i"])
-        .arg(file)
-        .args(["-map", streams, "-f", "null", "-"])
-        .output()
-        .expect("ffmpeg is installed");
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
