@@ -39,6 +39,23 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Starts `cmd` (its standard output discarded) and waits up to
+    /// `within` for it to accept TCP connections on 127.0.0.1:`port`.
+    pub fn listening(cmd: &mut Command, name: &str, port: u16, within: Duration) -> Proc {
+        let child = cmd
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} does not start ({e}); scripts/test.sh installs it"));
+        let proc = Proc {
+            child,
+            name: name.into(),
+        };
+        wait_until(&format!("{name} to listen"), within, || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        proc
+    }
+
     pub fn signal(&self, sig: &str) {
         let _ = Command::new("kill")
             .args([&format!("-{sig}"), &self.child.id().to_string()])
@@ -78,20 +95,15 @@ pub struct Broker {
 
 /// Starts `mosquitto -c conf` and waits until it listens on `port`.
 pub fn mosquitto(conf: &Path, port: u16) -> Proc {
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto is installed (scripts/install-deps.sh)");
-    wait_until("mosquitto to listen", Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    Proc {
-        child,
-        name: "mosquitto".into(),
-    }
+    Proc::listening(
+        Command::new("mosquitto")
+            .arg("-c")
+            .arg(conf)
+            .stderr(Stdio::null()),
+        "mosquitto",
+        port,
+        Duration::from_secs(10),
+    )
 }
 
 impl Broker {

@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::io::Read;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -841,23 +840,19 @@ rtmp {{
             ),
         )
         .unwrap();
-        let child = Command::new("nginx")
-            .arg("-c")
-            .arg(&conf)
-            .arg("-p")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nginx is installed");
-        wait_until("nginx to listen", Duration::from_secs(10), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
+        let proc = Proc::listening(
+            Command::new("nginx")
+                .arg("-c")
+                .arg(&conf)
+                .arg("-p")
+                .arg(&dir)
+                .stderr(Stdio::null()),
+            "nginx",
+            port,
+            Duration::from_secs(10),
+        );
         Nginx {
-            proc: Proc {
-                child,
-                name: "nginx".into(),
-            },
+            proc,
             port,
             rec,
             dir,
@@ -894,19 +889,12 @@ pub fn tls_front(dir: &Path, port: u16, to: u16, cert: &Path, key: &Path) -> Pro
         ),
     )
     .unwrap();
-    let child = Command::new("stunnel4")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("stunnel4 is installed");
-    wait_until("stunnel to listen", Duration::from_secs(10), || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
-    Proc {
-        child,
-        name: "stunnel".into(),
-    }
+    Proc::listening(
+        Command::new("stunnel4").arg(&conf).stderr(Stdio::null()),
+        "stunnel",
+        port,
+        Duration::from_secs(10),
+    )
 }
 
 /// The Python of the test peers' venv (`scripts/install-test-peers.sh`).
@@ -937,27 +925,19 @@ impl WhipPeer {
         let out = dir.join(format!("whip-{port}.mkv"));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/whip_server.py");
         let log = std::fs::File::create(dir.join(format!("whip-{port}.log"))).unwrap();
-        let child = Command::new(peers_python())
-            .arg(script)
-            .args(["--port", &port.to_string()])
-            .arg("--out")
-            .arg(&out)
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("the WHIP peer starts");
-        wait_until("the WHIP peer to listen", Duration::from_secs(20), || {
-            TcpStream::connect(("127.0.0.1", port)).is_ok()
-        });
-        WhipPeer {
-            proc: Proc {
-                child,
-                name: "whip_server".into(),
-            },
+        let proc = Proc::listening(
+            Command::new(peers_python())
+                .arg(script)
+                .args(["--port", &port.to_string()])
+                .arg("--out")
+                .arg(&out)
+                .args(args)
+                .stderr(log),
+            "whip_server",
             port,
-            out,
-        }
+            Duration::from_secs(20),
+        );
+        WhipPeer { proc, port, out }
     }
 
     pub fn url(&self, name: &str) -> String {
